@@ -1,0 +1,60 @@
+import type * as grpc from "@grpc/grpc-js";
+import type { CheckRequest, CheckResponse } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
+import { admit, type AdmissionDeps } from "../../domain/admission.js";
+import { deny } from "../../domain/verdict.js";
+import type { Logger } from "../../logging.js";
+import { liftCheckRequest } from "./check-request.js";
+import { toCheckResponse, type ProviderRoute } from "./check-response.js";
+
+/** What the Authorization service needs: admission's ports plus how to reach each provider. */
+export interface AuthzOptions {
+  admission: AdmissionDeps;
+  /** Provider id → base path and credential, from the catalogue and config. */
+  providers(): ReadonlyMap<string, ProviderRoute>;
+  logger: Logger;
+  /** Observes each decision (metrics); must not throw. */
+  onDecision?(outcome: string, seconds: number): void;
+}
+
+/** Seconds a client should wait after a 503 before retrying. */
+const UNAVAILABLE_RETRY_AFTER = 1;
+
+/**
+ * Decides one CheckRequest. Never throws and never rejects: every outcome, including an internal fault, is a
+ * CheckResponse, because a gRPC error is a failure and Envoy's failure path must never be what decides.
+ */
+export async function check(request: CheckRequest, options: AuthzOptions): Promise<CheckResponse> {
+  const started = process.hrtime.bigint();
+  let outcome = "error";
+  try {
+    const lifted = liftCheckRequest(request);
+    const verdict = await admit(lifted.admission, options.admission);
+    if (verdict.kind === "allow") {
+      const provider = options.providers().get(verdict.model.provider);
+      // admission checked routability; a provider vanishing in between is an operator change mid-flight.
+      if (!provider) throw new Error(`provider ${verdict.model.provider} is not routable`);
+      outcome = "allow";
+      return toCheckResponse(verdict, { headerNames: lifted.headerNames, query: lifted.query, provider });
+    }
+    outcome = verdict.kind === "answer" ? "answer" : verdict.code;
+    return toCheckResponse(verdict, undefined);
+  } catch (error) {
+    outcome = "unavailable";
+    options.logger.error({ err: error }, "check failed; answering 503");
+    return toCheckResponse(
+      deny("unavailable", "The gateway cannot decide right now; retry shortly.", { retryAfterSeconds: UNAVAILABLE_RETRY_AFTER }),
+      undefined,
+    );
+  } finally {
+    options.onDecision?.(outcome, Number(process.hrtime.bigint() - started) / 1e9);
+  }
+}
+
+/** The grpc-js implementation of envoy.service.auth.v3.Authorization. */
+export function authorizationImplementation(options: AuthzOptions): grpc.UntypedServiceImplementation {
+  return {
+    check(call: grpc.ServerUnaryCall<CheckRequest, CheckResponse>, callback: grpc.sendUnaryData<CheckResponse>) {
+      check(call.request, options).then((response) => callback(null, response));
+    },
+  };
+}

@@ -1,0 +1,65 @@
+import type { CheckRequest } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
+import type { AdmissionRequest } from "../../domain/admission.js";
+import type { RequestBody } from "../../domain/chat-request.js";
+
+/** Envoy adds this header to the CheckRequest when `allow_partial_message` cut the body at `max_request_bytes`. */
+export const PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body";
+
+const latin1 = new TextDecoder("latin1");
+
+/** The request as Check needs it: admission input plus the header names the client sent. */
+export interface LiftedRequest {
+  admission: AdmissionRequest;
+  /** Lower-cased names of the client's headers, to strip any x-tollgate-* it sent. */
+  headerNames: string[];
+  /** The query string (without "?"), kept across a path rewrite. */
+  query: string;
+}
+
+/**
+ * Lifts what admission needs out of an Envoy CheckRequest. Handles both header encodings Envoy may send (the
+ * `headers` map, where repeated values arrive comma-joined, and `header_map` with `encode_raw_headers`) and both body
+ * encodings (`body` text, `raw_body` bytes with `pack_as_bytes`), honouring the partial-body marker.
+ */
+export function liftCheckRequest(request: CheckRequest): LiftedRequest {
+  const http = request.attributes?.request?.http;
+  const authorization: string[] = [];
+  const headerNames: string[] = [];
+  let partial = false;
+  const raw = http?.headerMap?.headers ?? [];
+  if (raw.length > 0) {
+    for (const header of raw) {
+      const name = header.key.toLowerCase();
+      const value = header.value !== "" ? header.value : latin1.decode(header.rawValue);
+      headerNames.push(name);
+      if (name === "authorization") authorization.push(value);
+      else if (name === PARTIAL_BODY_HEADER) partial = value === "true";
+    }
+  } else if (http) {
+    for (const name in http.headers) {
+      const lower = name.toLowerCase();
+      headerNames.push(lower);
+      const value = http.headers[name]!;
+      // A key never contains a comma, so a comma means Envoy joined two Authorization headers.
+      if (lower === "authorization") authorization.push(...value.split(","));
+      else if (lower === PARTIAL_BODY_HEADER) partial = value === "true";
+    }
+  }
+  const fullPath = http?.path ?? "";
+  const q = fullPath.indexOf("?");
+  let body: RequestBody;
+  if (partial) body = { kind: "partial" };
+  else if (http && http.rawBody.length > 0) body = { kind: "bytes", bytes: http.rawBody };
+  else if (http && http.body !== "") body = { kind: "text", text: http.body };
+  else body = { kind: "absent" };
+  return {
+    admission: {
+      method: http?.method ?? "",
+      path: q === -1 ? fullPath : fullPath.slice(0, q),
+      authorization,
+      body,
+    },
+    headerNames,
+    query: q === -1 ? "" : fullPath.slice(q + 1),
+  };
+}

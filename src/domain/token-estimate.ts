@@ -1,0 +1,59 @@
+import { countTokens } from "gpt-tokenizer/encoding/o200k_base";
+
+/** Tokens OpenAI adds around every chat message (role and separators), per the OpenAI cookbook's counting rule. */
+const TOKENS_PER_MESSAGE = 3;
+/** Extra token when a message carries a `name`. */
+const TOKENS_PER_NAME = 1;
+/** Every reply is primed with `<|start|>assistant<|message|>`. */
+const REPLY_PRIMING_TOKENS = 3;
+/** A conservative flat charge for an image part (a high-detail 512px tile set); we cannot see pixels at admission. */
+const IMAGE_PART_TOKENS = 765;
+
+/** Counts the tokens of plain text with the o200k_base encoding (GPT-4o and later; a close proxy for other vendors). */
+export function countTextTokens(text: string): number {
+  return text.length === 0 ? 0 : countTokens(text);
+}
+
+/**
+ * Estimates the prompt tokens of an OpenAI chat request the way OpenAI counts them: per-message overhead, content
+ * (string or parts), names, tool calls and tool definitions. Unknown shapes count their JSON text, so the estimate
+ * errs high rather than low: it feeds reservations, which must cover the worst case.
+ */
+export function estimateChatPromptTokens(body: { messages?: unknown; tools?: unknown; functions?: unknown }): number {
+  let total = REPLY_PRIMING_TOKENS;
+  const messages = Array.isArray(body.messages) ? body.messages : [];
+  for (const message of messages) {
+    total += TOKENS_PER_MESSAGE;
+    if (message === null || typeof message !== "object") {
+      total += countTextTokens(JSON.stringify(message) ?? "");
+      continue;
+    }
+    for (const [field, value] of Object.entries(message as Record<string, unknown>)) {
+      if (field === "content") total += contentTokens(value);
+      else if (field === "name" && typeof value === "string") total += countTextTokens(value) + TOKENS_PER_NAME;
+      else if (typeof value === "string") total += countTextTokens(value);
+      else if (value !== null && value !== undefined) total += countTextTokens(JSON.stringify(value));
+    }
+  }
+  for (const defs of [body.tools, body.functions]) {
+    if (defs !== undefined && defs !== null) total += countTextTokens(JSON.stringify(defs));
+  }
+  return total;
+}
+
+function contentTokens(content: unknown): number {
+  if (typeof content === "string") return countTextTokens(content);
+  if (!Array.isArray(content)) return content == null ? 0 : countTextTokens(JSON.stringify(content));
+  let total = 0;
+  for (const part of content) {
+    if (part && typeof part === "object" && (part as { type?: unknown }).type === "text") {
+      const text = (part as { text?: unknown }).text;
+      total += typeof text === "string" ? countTextTokens(text) : 0;
+    } else if (part && typeof part === "object" && (part as { type?: unknown }).type === "image_url") {
+      total += IMAGE_PART_TOKENS;
+    } else {
+      total += countTextTokens(JSON.stringify(part) ?? "");
+    }
+  }
+  return total;
+}

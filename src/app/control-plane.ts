@@ -43,6 +43,8 @@ export type Role = "authz" | "meter" | "admin";
 export interface ControlPlane {
   stores: Stores;
   keyCache: KeyCache;
+  /** Key mutations that also invalidate this process's cache at once (the admin API and tests go through here). */
+  keys: Pick<KeyStore, "revoke" | "rotate">;
   authz?: RunningGrpcServer;
   snapshot(): CatalogueSnapshot;
   /** Reloads catalogue and plans now (they also reload by polling). */
@@ -112,6 +114,18 @@ export async function startControlPlane(config: Config, options: ControlPlaneOpt
   return {
     stores,
     keyCache,
+    keys: {
+      async revoke(id) {
+        const key = await stores.keys.revoke(id);
+        keyCache.invalidateKey(id);
+        return key;
+      },
+      async rotate(id, graceMs) {
+        const issued = await stores.keys.rotate(id, graceMs);
+        keyCache.invalidateKey(id);
+        return issued;
+      },
+    },
     authz,
     snapshot: () => snapshot,
     reloadCatalogue,

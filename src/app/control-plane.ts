@@ -1,11 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { Authorization } from "../gen/envoy/service/auth/v3/external_auth_pb.js";
 import { createKeyCache, type KeyCache } from "../adapters/memory/key-cache.js";
-import { createAccountStore, type AccountStore } from "../adapters/sql/account-store.js";
-import { createCatalogueStore, type CatalogueStore } from "../adapters/sql/catalogue-store.js";
-import { migrate, openDatabase, type Database } from "../adapters/sql/database.js";
-import { createKeyStore, type KeyStore } from "../adapters/sql/key-store.js";
-import { readCatalogueFile } from "../config/catalogue-file.js";
+import type { KeyStore } from "../adapters/sql/key-store.js";
+import { startMetering, type Metering } from "./metering.js";
+import { openStores, type Stores } from "./stores.js";
 import type { Config } from "../config/config.js";
 import type { AdmissionDeps } from "../domain/admission.js";
 import type { CatalogueSnapshot } from "../domain/catalogue.js";
@@ -13,28 +11,11 @@ import { authorizationImplementation } from "../dataplane/authz/authz-service.js
 import type { ProviderRoute } from "../dataplane/authz/check-response.js";
 import { startGrpcServer, type RunningGrpcServer } from "../dataplane/grpc/grpc-server.js";
 import type { Logger } from "../logging.js";
-
-/** The stores every role and the CLI share. */
-export interface Stores {
-  db: Database;
-  accounts: AccountStore;
-  keys: KeyStore;
-  catalogue: CatalogueStore;
-}
-
-/** Opens the database, migrates it and loads the default catalogue on first start. */
-export async function openStores(config: Config, options: { schema?: string; clock?: () => number } = {}): Promise<Stores> {
-  const db = await openDatabase(config.database.url, { schema: options.schema });
-  try {
-    await migrate(db);
-    const catalogue = createCatalogueStore(db, options.clock);
-    await catalogue.seed(readCatalogueFile(config.catalogue.file));
-    return { db, catalogue, accounts: createAccountStore(db, options.clock), keys: createKeyStore(db, options.clock) };
-  } catch (error) {
-    await db.close();
-    throw error;
-  }
-}
+import { createRedisClient } from "../adapters/redis/client.js";
+import { createRedisKeyEvents, subscribeKeyEvents, type KeyEventsSubscription } from "../adapters/redis/invalidation.js";
+import { startRateLimiting, throttled, type RateLimiting } from "./rate-limits.js";
+import { startAdminRole } from "../admin/admin-role.js";
+import type { RunningAdminServer } from "../admin/admin-server.js";
 
 /** Which roles a process runs. */
 export type Role = "authz" | "meter" | "admin";
@@ -43,9 +24,15 @@ export type Role = "authz" | "meter" | "admin";
 export interface ControlPlane {
   stores: Stores;
   keyCache: KeyCache;
+  /** The rate limiter in use (in-process, or Redis when redis.url is set) and its Redis connection. */
+  rateLimiting: RateLimiting;
   /** Key mutations that also invalidate this process's cache at once (the admin API and tests go through here). */
   keys: Pick<KeyStore, "revoke" | "rotate">;
   authz?: RunningGrpcServer;
+  /** The admin API (Connect, gRPC, gRPC-Web) when this process runs the admin role. */
+  admin?: RunningAdminServer;
+  /** Credit gate, meter and (meter role) the StreamAccessLogs server. */
+  metering: Metering;
   snapshot(): CatalogueSnapshot;
   /** Reloads catalogue and plans now (they also reload by polling). */
   reloadCatalogue(): Promise<void>;
@@ -65,8 +52,19 @@ export interface ControlPlaneOptions {
 /** Starts the requested roles on one set of stores. */
 export async function startControlPlane(config: Config, options: ControlPlaneOptions): Promise<ControlPlane> {
   const clock = options.clock ?? Date.now;
-  const stores = await openStores(config, { schema: options.schema, clock });
   const { logger } = options;
+  const rateLimiting = await startRateLimiting(config, logger);
+  // With Redis, key mutations made through this process (the admin API) reach every replica's cache at once.
+  const keyEvents = rateLimiting.redis
+    ? createRedisKeyEvents({ redis: rateLimiting.redis, prefix: config.redis.prefix, onError: (err) => logger.warn({ err }, "key change not published; replicas will see it at their next poll") })
+    : undefined;
+  let stores: Stores;
+  try {
+    stores = await openStores(config, { schema: options.schema, clock, events: keyEvents });
+  } catch (error) {
+    await rateLimiting.close();
+    throw error;
+  }
   let snapshot = await stores.catalogue.snapshot();
   let catalogueVersion = await stores.catalogue.version();
   let routes = providerRoutes(snapshot, config, options.mockProviders ?? false);
@@ -76,6 +74,22 @@ export async function startControlPlane(config: Config, options: ControlPlaneOpt
     snapshot = await stores.catalogue.snapshot();
     routes = providerRoutes(snapshot, config, options.mockProviders ?? false);
   };
+  // Redis pub/sub invalidation: revocation on any replica or the CLI reaches this cache in milliseconds. The poll
+  // below stays on regardless, as the fallback for anything published while this subscriber was disconnected.
+  let subscription: KeyEventsSubscription | undefined;
+  if (config.redis.url) {
+    const subscriberWarning = throttled(10_000, (suppressed, err) => logger.warn({ err, suppressed }, "redis subscriber connection error"));
+    subscription = subscribeKeyEvents({
+      subscriber: createRedisClient(config.redis.url, { failFast: false, onError: subscriberWarning }),
+      prefix: config.redis.prefix,
+      onChange: (change) => {
+        if (change.keyId) keyCache.invalidateKey(change.keyId);
+        if (change.accountId) keyCache.invalidateAccount(change.accountId);
+      },
+      onResubscribed: () => void keyCache.poll().catch((err) => logger.warn({ err }, "key cache poll after resubscribe failed")),
+      onError: subscriberWarning,
+    });
+  }
   const stopPolling = keyCache.startPolling(config.keys.poll_interval_ms, (error) =>
     logger.warn({ err: error }, "key cache poll failed; serving from cache"),
   );
@@ -95,10 +109,13 @@ export async function startControlPlane(config: Config, options: ControlPlaneOpt
   }, config.keys.poll_interval_ms);
   catalogueTimer.unref();
 
+  const metering = await startMetering(config, { ledger: stores.ledger, roles: options.roles, logger, clock, pollMs: config.keys.poll_interval_ms });
   const admission: AdmissionDeps = {
+    credits: metering.credits,
     snapshot: () => snapshot,
     keys: keyCache,
     routable: (provider) => routes.has(provider),
+    limiter: rateLimiting.limiter,
     now: clock,
     newDecisionId: randomUUID,
   };
@@ -111,7 +128,7 @@ export async function startControlPlane(config: Config, options: ControlPlaneOpt
     logger.info({ address: config.authz.listen, port: authz.port }, "authz listening");
   }
 
-  return {
+  const plane: ControlPlane = {
     stores,
     keyCache,
     keys: {
@@ -127,15 +144,30 @@ export async function startControlPlane(config: Config, options: ControlPlaneOpt
       },
     },
     authz,
+    metering,
+    rateLimiting,
     snapshot: () => snapshot,
     reloadCatalogue,
     async close() {
       stopPolling();
       clearInterval(catalogueTimer);
+      await plane.admin?.close();
       await authz?.close();
+      await metering.close();
+      await subscription?.close();
+      await rateLimiting.close();
       await stores.db.close();
     },
   };
+  if (options.roles.includes("admin")) {
+    try {
+      plane.admin = await startAdminRole(config, { ...plane, credits: metering.credits, clock, logger });
+    } catch (error) {
+      await plane.close();
+      throw error;
+    }
+  }
+  return plane;
 }
 
 /** Provider routes: catalogue base paths joined with configured credentials; a provider without one is not routable. */

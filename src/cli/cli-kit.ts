@@ -1,5 +1,8 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { openStores, type Stores } from "../app/control-plane.js";
+import { connectRedis, createRedisClient } from "../adapters/redis/client.js";
+import { createRedisKeyEvents } from "../adapters/redis/invalidation.js";
+import { openStores, type Stores } from "../app/stores.js";
+import type { KeyEvents } from "../domain/key-events.js";
 import { loadConfig, type Config } from "../config/config.js";
 import { parseDuration } from "../domain/keys.js";
 import type { Output } from "./output.js";
@@ -41,13 +44,30 @@ export function configFrom(values: { config?: string | undefined }): Config {
   return loadConfig({ file: values.config });
 }
 
-/** Runs `fn` with the stores open, closing them afterwards. */
+/**
+ * Runs `fn` with the stores open, closing them afterwards. With TOLLGATE_REDIS_URL set, key changes are published so
+ * every running replica drops them at once; if Redis is unreachable the change still commits and replicas see it at
+ * their next key poll (keys.poll_interval_ms), with a warning on stderr.
+ */
 export async function withStores<T>(values: { config?: string | undefined }, fn: (stores: Stores) => Promise<T>): Promise<T> {
-  const stores = await openStores(configFrom(values));
+  const config = configFrom(values);
+  const redis = config.redis.url ? createRedisClient(config.redis.url, { commandTimeoutMs: 2000 }) : undefined;
+  const warn = (error: unknown) =>
+    process.stderr.write(`tollgate: warning: key change not published to Redis (${(error as Error).message}); replicas pick it up at their next poll\n`);
+  let events: KeyEvents | undefined;
+  if (redis) {
+    if (await connectRedis(redis, 2000)) events = createRedisKeyEvents({ redis, prefix: config.redis.prefix, onError: warn });
+    else events = { publish: async () => void warn(new Error("unreachable")) };
+  }
   try {
-    return await fn(stores);
+    const stores = await openStores(config, { events });
+    try {
+      return await fn(stores);
+    } finally {
+      await stores.db.close();
+    }
   } finally {
-    await stores.db.close();
+    redis?.disconnect();
   }
 }
 

@@ -18,9 +18,35 @@ const redisUrl = z.string().regex(/^rediss?:\/\//, 'expected "redis://host:port[
 const schema = z
   .object({
     database: z.object({ url: databaseUrl.default("sqlite:./data/tollgate.db") }).strict().default({ url: "sqlite:./data/tollgate.db" }),
-    redis: z.object({ url: redisUrl.optional(), fail_open: z.boolean().default(false) }).strict().default({ fail_open: false }),
+    redis: z
+      .object({
+        url: redisUrl.optional(),
+        fail_open: z.boolean().default(false),
+        // Prefix of every Redis key and channel, so several deployments (or test runs) can share one Redis.
+        prefix: z.string().regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, '_', '.' or '-'").default("tollgate"),
+        // A hot-path Redis command slower than this counts as Redis down; keep it under Envoy's ext_authz timeout (1 s).
+        command_timeout_ms: z.number().int().min(10).max(60_000).default(900),
+      })
+      .strict()
+      .default({ fail_open: false, prefix: "tollgate", command_timeout_ms: 900 }),
     authz: z.object({ listen: listen.default("127.0.0.1:9001") }).strict().default({ listen: "127.0.0.1:9001" }),
-    meter: z.object({ listen: listen.default("127.0.0.1:9002") }).strict().default({ listen: "127.0.0.1:9002" }),
+    meter: z
+      .object({
+        listen: listen.default("127.0.0.1:9002"),
+        // An unsettled credit reservation expires after this long into an estimated worst-case charge.
+        reservation_ttl_ms: z.number().int().min(1000).max(86_400_000).default(600_000),
+        // Group commit: a transaction as soon as batch_max events are queued, else batch_window_ms after the first.
+        batch_max: z.number().int().min(1).max(5000).default(2000),
+        batch_window_ms: z.number().int().min(0).max(1000).default(5),
+        // usage_log rows and dead letters older than this are pruned (the ledger and daily rollups are kept).
+        retention_days: z.number().int().min(1).max(3650).default(90),
+      })
+      .strict()
+      .default({ listen: "127.0.0.1:9002", reservation_ttl_ms: 600_000, batch_max: 2000, batch_window_ms: 5, retention_days: 90 }),
+    credits: z
+      .object({ platform_fee_bps: z.number().int().min(0).max(100_000).default(2500) })
+      .strict()
+      .default({ platform_fee_bps: 2500 }),
     admin: z.object({ listen: listen.default("127.0.0.1:8080") }).strict().default({ listen: "127.0.0.1:8080" }),
     catalogue: z
       .object({ file: z.string().min(1).default(join(PACKAGE_ROOT, "catalogue/default.yaml")) })
@@ -51,8 +77,15 @@ const ENV_FIELDS: Record<string, string[]> = {
   TOLLGATE_DATABASE_URL: ["database", "url"],
   TOLLGATE_REDIS_URL: ["redis", "url"],
   TOLLGATE_REDIS_FAIL_OPEN: ["redis", "fail_open"],
+  TOLLGATE_REDIS_PREFIX: ["redis", "prefix"],
+  TOLLGATE_REDIS_COMMAND_TIMEOUT_MS: ["redis", "command_timeout_ms"],
   TOLLGATE_AUTHZ_LISTEN: ["authz", "listen"],
   TOLLGATE_METER_LISTEN: ["meter", "listen"],
+  TOLLGATE_METER_RESERVATION_TTL_MS: ["meter", "reservation_ttl_ms"],
+  TOLLGATE_METER_BATCH_MAX: ["meter", "batch_max"],
+  TOLLGATE_METER_BATCH_WINDOW_MS: ["meter", "batch_window_ms"],
+  TOLLGATE_METER_RETENTION_DAYS: ["meter", "retention_days"],
+  TOLLGATE_CREDITS_PLATFORM_FEE_BPS: ["credits", "platform_fee_bps"],
   TOLLGATE_ADMIN_LISTEN: ["admin", "listen"],
   TOLLGATE_CATALOGUE_FILE: ["catalogue", "file"],
   TOLLGATE_KEYS_POLL_INTERVAL_MS: ["keys", "poll_interval_ms"],

@@ -21,12 +21,15 @@ export interface KeyDirectory {
   resolve(secretHash: string): ResolvedKey | null | Promise<ResolvedKey | null>;
 }
 
-/** A per-key quota decision for one request. */
+/** A per-key quota decision for one request. `state` is absent only when limits were skipped (Redis down, fail-open). */
 export type RateDecision =
-  | { admitted: true; state: RateLimitState }
+  | { admitted: true; state?: RateLimitState }
   | { admitted: false; state: RateLimitState; retryAfterSeconds: number; dimension: "requests" | "tokens" };
 
-/** Per-key requests- and tokens-per-minute buckets (in-process or Redis). */
+/**
+ * Per-key requests- and tokens-per-minute limits, exact over any sliding 60-second window (in-process or Redis).
+ * A limiter that cannot decide (Redis unreachable) throws; admission turns that into a 503 `unavailable`.
+ */
 export interface RateLimiter {
   admit(request: {
     keyId: string;
@@ -36,7 +39,12 @@ export interface RateLimiter {
     tokens: number;
     now: number;
   }): RateDecision | Promise<RateDecision>;
-  /** Gives back a reservation that will never be used (a later step refused the request). */
+  /**
+   * Replaces an admission's token reservation with the tokens actually used (the meter calls it once usage is known),
+   * refunding the difference to the window. A no-op once the admission has aged out of the window or was released.
+   */
+  settle(request: { keyId: string; decisionId: string; actualTokens: number; now: number }): void | Promise<void>;
+  /** Gives back a reservation that will never be used (a later step refused the request): its request and tokens. */
   release(request: { keyId: string; decisionId: string; tokens: number; now: number }): void | Promise<void>;
 }
 
@@ -164,14 +172,19 @@ async function reserve(
 
   let rateLimit: RateLimitState | undefined;
   if (deps.limiter) {
-    const decision = await deps.limiter.admit({
-      keyId,
-      decisionId,
-      requestsPerMinute: key.requestsPerMinute ?? plan.requestsPerMinute,
-      tokensPerMinute: key.tokensPerMinute ?? plan.tokensPerMinute,
-      tokens: reservedTokens,
-      now,
-    });
+    const requestsPerMinute = key.requestsPerMinute ?? plan.requestsPerMinute;
+    const tokensPerMinute = key.tokensPerMinute ?? plan.tokensPerMinute;
+    if (reservedTokens > tokensPerMinute) {
+      // Waiting can never help, so no Retry-After (clients would retry in vain); 429 as OpenAI answers "Request too large".
+      return deny("rate_limit_exceeded", `Request too large for this key's tokens per minute: limit ${tokensPerMinute}, requested ${reservedTokens} (prompt estimate + max output). It can never fit; lower max_tokens or shorten the prompt.`, { param: "max_tokens" });
+    }
+    let decision;
+    try {
+      decision = await deps.limiter.admit({ keyId, decisionId, requestsPerMinute, tokensPerMinute, tokens: reservedTokens, now });
+    } catch {
+      // Infrastructure fault (the limiter reports it); fail closed: without limits the gateway cannot decide.
+      return deny("unavailable", "Rate limits cannot be checked right now; retry shortly.", { retryAfterSeconds: 1 });
+    }
     rateLimit = decision.state;
     if (!decision.admitted) {
       return deny("rate_limit_exceeded", decision.dimension === "requests"

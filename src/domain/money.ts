@@ -22,6 +22,51 @@ export function tokenCost(tokens: number | bigint, price: PicoPerToken): Nanos {
   return nanos((picos + PICO_PER_NANO - 1n) / PICO_PER_NANO);
 }
 
+/** An exact amount in pico-USD (1e-12 USD): the sum of a request's parts before its single rounding. */
+export type Picos = bigint & { readonly __brand: "Picos" };
+
+/** Exact pico-USD cost of `tokens` at `price` (no rounding). */
+export function picoCost(tokens: number | bigint, price: PicoPerToken): Picos {
+  return (BigInt(tokens) * price) as Picos;
+}
+
+/** Rounds an exact pico-USD total up to the next nano-USD: the one rounding a request's cost gets. */
+export function ceilToNanos(value: Picos): Nanos {
+  if (value < 0n) throw new RangeError("a cost cannot be negative");
+  return nanos((value + PICO_PER_NANO - 1n) / PICO_PER_NANO);
+}
+
+/** Token counts a request is billed for, in OpenAI's usage semantics. */
+export interface BilledTokens {
+  /** All prompt tokens, cached ones included. */
+  promptTokens: number | bigint;
+  /** The subset of `promptTokens` read from the provider's cache, billed at the cached price. */
+  cachedTokens: number | bigint;
+  /** All output tokens; reasoning tokens are already inside this count and are never billed twice. */
+  completionTokens: number | bigint;
+}
+
+/**
+ * A request's cost: (prompt − cached) × input + cached × cached_input + completion × output, summed exactly in
+ * pico-USD and rounded up to the next nano-USD once, so a request is never charged for several roundings.
+ */
+export function requestCost(tokens: BilledTokens, prices: { input: PicoPerToken; cachedInput: PicoPerToken; output: PicoPerToken }): Nanos {
+  const prompt = BigInt(tokens.promptTokens);
+  const cached = BigInt(tokens.cachedTokens);
+  const completion = BigInt(tokens.completionTokens);
+  if (prompt < 0n || cached < 0n || completion < 0n) throw new RangeError("token counts cannot be negative");
+  if (cached > prompt) throw new RangeError("cached tokens are a subset of prompt tokens and cannot exceed them");
+  const total = picoCost(prompt - cached, prices.input) + picoCost(cached, prices.cachedInput) + picoCost(completion, prices.output);
+  return ceilToNanos(total as Picos);
+}
+
+/** A share of `amount` in basis points (1/100 of a percent), rounded up to the next nano-USD. */
+export function basisPoints(amount: Nanos, bps: number): Nanos {
+  if (!Number.isInteger(bps) || bps < 0) throw new RangeError("basis points must be a non-negative integer");
+  if (amount < 0n) throw new RangeError("amount cannot be negative");
+  return nanos((amount * BigInt(bps) + 9_999n) / 10_000n);
+}
+
 /** Sum of nano-USD amounts. */
 export function addNanos(...values: Nanos[]): Nanos {
   let total = 0n;

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { countTokens } from "gpt-tokenizer/encoding/o200k_base";
 
 /** Tokens OpenAI adds around every chat message (role and separators), per the OpenAI cookbook's counting rule. */
@@ -9,9 +10,33 @@ const REPLY_PRIMING_TOKENS = 3;
 /** A conservative flat charge for an image part (a high-detail 512px tile set); we cannot see pixels at admission. */
 const IMAGE_PART_TOKENS = 765;
 
-/** Counts the tokens of plain text with the o200k_base encoding (GPT-4o and later; a close proxy for other vendors). */
+/** Texts at least this long are worth a cache lookup: hashing them costs a fraction of tokenizing them. */
+const CACHE_MIN_LENGTH = 128;
+/** Bounded by entry count; each entry is a 44-character digest and a number, about 150 bytes. */
+const CACHE_MAX_ENTRIES = 50_000;
+const cache = new Map<string, number>();
+
+/**
+ * Counts the tokens of plain text with the o200k_base encoding (GPT-4o and later; a close proxy for other vendors).
+ * Long texts are memoised by their SHA-256 digest: chat clients resend the system prompt and the whole history on
+ * every turn, so most of a request's text was counted before. Keying by digest keeps no prompt text in memory and
+ * cannot be steered by a crafted collision.
+ */
 export function countTextTokens(text: string): number {
-  return text.length === 0 ? 0 : countTokens(text);
+  if (text.length === 0) return 0;
+  if (text.length < CACHE_MIN_LENGTH) return countTokens(text);
+  const digest = createHash("sha256").update(text).digest("base64");
+  const hit = cache.get(digest);
+  if (hit !== undefined) {
+    // Refresh recency: Map iteration order is insertion order, so the oldest entry is evicted first.
+    cache.delete(digest);
+    cache.set(digest, hit);
+    return hit;
+  }
+  const count = countTokens(text);
+  if (cache.size >= CACHE_MAX_ENTRIES) cache.delete(cache.keys().next().value!);
+  cache.set(digest, count);
+  return count;
 }
 
 /**

@@ -359,6 +359,9 @@ describe("envoy/*.yaml", () => {
             const exact = patterns.map((p) => (p.matchPattern.case === "exact" ? p.matchPattern.value : undefined));
             expect(exact).toContain("authorization");
             expect(exact).toContain("content-type");
+            // Authz strips client x-tollgate-* headers only if it sees them.
+            const prefixes = patterns.map((p) => (p.matchPattern.case === "prefix" ? p.matchPattern.value : undefined));
+            expect(prefixes).toContain("x-tollgate-");
           }
           const disallowed = authz.disallowedHeaders?.patterns ?? [];
           expect(disallowed.filter((p) => p.matchPattern.value === "authorization")).toEqual([]);

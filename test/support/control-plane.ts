@@ -2,6 +2,7 @@ import { Writable } from "node:stream";
 import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from "../../src/app/control-plane.js";
 import { loadConfig, type Config } from "../../src/config/config.js";
 import { createLogger } from "../../src/logging.js";
+import { nanos } from "../../src/domain/money.js";
 import type { StoreTarget } from "./services.js";
 import { connectAuthz, type AuthzClient } from "./authz-client.js";
 
@@ -20,7 +21,7 @@ export interface TestPlane {
 /** Starts the authz role on a store target with mock provider credentials and captured logs. */
 export async function startTestPlane(
   target: StoreTarget,
-  options: { clock?: () => number; env?: Record<string, string>; roles?: ControlPlaneOptions["roles"]; pollMs?: number } = {},
+  options: { clock?: () => number; env?: Record<string, string>; roles?: ControlPlaneOptions["roles"]; pollMs?: number; mockProviders?: boolean; /** Nano-USD each account() starts with (default 1000 USD; 0 for none). */ accountCredits?: bigint } = {},
 ): Promise<TestPlane> {
   const logs: string[] = [];
   const destination = new Writable({
@@ -37,7 +38,7 @@ export async function startTestPlane(
   const plane = await startControlPlane(config, {
     roles: options.roles ?? ["authz"],
     logger,
-    mockProviders: true,
+    mockProviders: options.mockProviders ?? true,
     clock: options.clock,
     schema: target.schema,
   });
@@ -52,6 +53,9 @@ export async function startTestPlane(
     async account(plan = "pro", key = {}) {
       const account = await plane.stores.accounts.create({ name: "Test account", planId: plan });
       const issued = await plane.stores.keys.create({ accountId: account.id, name: "test", ...key });
+      // Admission reserves credit: accounts start funded unless the test is about credits.
+      const credit = options.accountCredits ?? 1_000_000_000_000n;
+      if (credit > 0n) await plane.stores.ledger.topUp({ accountId: account.id, amount: nanos(credit), feeBps: 0, now: Date.now() });
       return { accountId: account.id, keyId: issued.key.id, secret: issued.secret };
     },
     async close() {

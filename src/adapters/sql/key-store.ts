@@ -1,4 +1,5 @@
 import { mintSecret, newId } from "../../domain/api-key.js";
+import type { KeyEvents } from "../../domain/key-events.js";
 import type { AccountRecord, KeyRecord, ResolvedKey } from "../../domain/keys.js";
 import { accountFromRow, NotFoundError } from "./account-store.js";
 import { int, intOrNull, type Database } from "./database.js";
@@ -28,6 +29,8 @@ export interface KeyStore {
   revoke(id: string): Promise<KeyRecord>;
   /** New secret for the same key; the old one dies now or after `graceMs`. */
   rotate(id: string, graceMs?: number): Promise<IssuedKey>;
+  /** Sets or clears (null) the key's own limits; `undefined` leaves a limit as it is. */
+  setLimits(id: string, limits: { requestsPerMinute?: number | null; tokensPerMinute?: number | null }): Promise<KeyRecord>;
   /** Finds the key (and its account) whose current or in-grace previous secret has this hash: the cold path of Check. */
   resolveByHash(hash: string): Promise<ResolvedKey | null>;
   /** Keys and accounts changed at or after `since` (ms), for cache invalidation by polling. */
@@ -57,9 +60,13 @@ export function keyFromRow(row: Record<string, unknown>): KeyRecord {
   };
 }
 
-/** Creates the SQL key store. */
-export function createKeyStore(db: Database, clock: () => number = Date.now): KeyStore {
+/**
+ * Creates the SQL key store. With `events`, every mutation a replica's cache must see at once (revoke, rotate, limits)
+ * is published after it commits; the key-cache poll remains the fallback.
+ */
+export function createKeyStore(db: Database, clock: () => number = Date.now, events?: KeyEvents): KeyStore {
   const { knex } = db;
+  const changed = (keyId: string) => events?.publish({ keyId });
   const store: KeyStore = {
     async create(input) {
       const account = await knex("accounts").where({ id: input.accountId }).first();
@@ -104,12 +111,13 @@ export function createKeyStore(db: Database, clock: () => number = Date.now): Ke
       const key = await store.get(id);
       if (!key) throw new NotFoundError(`key "${id}" does not exist`);
       if (updated === 0 && key.revokedAt === null) throw new Error(`key "${id}" could not be revoked`);
+      await changed(id);
       return key;
     },
     async rotate(id, graceMs) {
       const now = clock();
       const minted = mintSecret();
-      return knex.transaction(async (trx) => {
+      const issued = await knex.transaction(async (trx): Promise<IssuedKey> => {
         const row = await trx("api_keys").where({ id }).forUpdate().first();
         if (!row) throw new NotFoundError(`key "${id}" does not exist`);
         if (row.revoked_at !== null) throw new NotFoundError(`key "${id}" is revoked and cannot be rotated`);
@@ -124,6 +132,17 @@ export function createKeyStore(db: Database, clock: () => number = Date.now): Ke
         await trx("api_keys").where({ id }).update(changes);
         return { key: keyFromRow({ ...row, ...changes }), secret: minted.secret };
       });
+      await changed(id);
+      return issued;
+    },
+    async setLimits(id, limits) {
+      const changes: Record<string, unknown> = { updated_at: clock() };
+      if (limits.requestsPerMinute !== undefined) changes.requests_per_minute = limits.requestsPerMinute;
+      if (limits.tokensPerMinute !== undefined) changes.tokens_per_minute = limits.tokensPerMinute;
+      const updated = await knex("api_keys").where({ id }).update(changes);
+      if (updated === 0) throw new NotFoundError(`key "${id}" does not exist`);
+      await changed(id);
+      return (await store.get(id))!;
     },
     async resolveByHash(hash) {
       const row = await knex("api_keys")

@@ -34,9 +34,15 @@ export async function check(request: CheckRequest, options: AuthzOptions): Promi
       // admission checked routability; a provider vanishing in between is an operator change mid-flight.
       if (!provider) throw new Error(`provider ${verdict.model.provider} is not routable`);
       outcome = "allow";
+      if (options.logger.isLevelEnabled("debug")) {
+        options.logger.debug({ decisionId: verdict.decisionId, keyId: verdict.keyId, model: verdict.model.id }, "check allowed");
+      }
       return toCheckResponse(verdict, { headerNames: lifted.headerNames, query: lifted.query, provider });
     }
     outcome = verdict.kind === "answer" ? "answer" : verdict.code;
+    if (options.logger.isLevelEnabled("debug")) {
+      options.logger.debug({ verdict: outcome, path: lifted.admission.path }, "check denied");
+    }
     return toCheckResponse(verdict, undefined);
   } catch (error) {
     outcome = "unavailable";

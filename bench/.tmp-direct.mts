@@ -1,0 +1,24 @@
+import { randomUUID } from "node:crypto";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { openStores } from "../src/app/stores.js";
+import { loadConfig } from "../src/config/config.js";
+import { nanos } from "../src/domain/money.js";
+import { createMeter } from "../src/dataplane/accesslog/meter.js";
+import { alsInput } from "../src/dataplane/accesslog/als-service.js";
+import { createLogger } from "../src/logging.js";
+import { alsEntry } from "../test/support/als-client.js";
+const url = process.argv[2] ?? `sqlite:${join(mkdtempSync(join(tmpdir(), "p-")), "x.db")}`;
+const stores = await openStores(loadConfig({ env: { TOLLGATE_DATABASE_URL: url } }), { schema: url.startsWith("postgres") ? "tmp_direct_" + process.pid : undefined });
+const accounts: string[] = [];
+for (let i = 0; i < 50; i++) { const a = await stores.accounts.create({ name: "x", planId: "pro" }); accounts.push(a.id); }
+const meter = createMeter({ ledger: stores.ledger, logger: createLogger({ level: "warn" }), maxBatch: 2000, windowMs: 5, concurrency: url.startsWith("postgres") ? 4 : 1 });
+const entries = Array.from({ length: 20000 }, (_, i) => alsEntry({ decisionId: randomUUID(), accountId: accounts[i % 50]!, usage: { prompt: 10, completion: 5 } }));
+const t = performance.now();
+const ps = [];
+for (let i = 0; i < entries.length; i += 100) ps.push(meter.submit(entries.slice(i, i + 100).map(alsInput)));
+await Promise.all(ps);
+console.log(url.slice(0, 8), "20000 entries direct:", (performance.now() - t).toFixed(0), "ms");
+if (url.startsWith("postgres")) await stores.db.knex.raw("drop schema tmp_direct_" + process.pid + " cascade");
+await stores.db.close();

@@ -1,0 +1,136 @@
+// bench/meter: access-log entries per second from a separate ALS client process into the durable ledger.
+//
+//   npx tsx bench/meter.ts [--entries 50000] [--streams 8] [--batch 100] [--batch-max 2000] [--postgres URL] [--only sqlite|postgres]
+//
+// For each store (a fresh SQLite file; PostgreSQL in a fresh schema when --postgres or TOLLGATE_BENCH_DATABASE_URL
+// is given, default postgres://postgres@127.0.0.1:5432/test when reachable) it starts the meter role in this
+// process, forks a client process that streams HTTPAccessLogEntry batches over several StreamAccessLogs streams
+// (plus 10% duplicate deliveries; group commits of up to --batch-max events, default 2000), and times from the client's first send until every entry is committed. Then it
+// checks exactly-once: one usage_debit per decision, and every balance equal to top-up minus the expected costs.
+import { fork } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { Writable } from "node:stream";
+import knexFactory from "knex";
+import { startControlPlane } from "../src/app/control-plane.js";
+import { loadConfig } from "../src/config/config.js";
+import { createLogger } from "../src/logging.js";
+import { nanos, picoPerToken, requestCost } from "../src/domain/money.js";
+import { alsEntry, connectAls } from "../test/support/als-client.js";
+
+const PRICES = { input: 2_500_000n, cachedInput: 1_250_000n, output: 10_000_000n };
+const ACCOUNTS = 50;
+const TOP_UP = 1_000_000_000_000n;
+
+function costOf(i: number): bigint {
+  return requestCost({ promptTokens: 200 + (i % 1000), cachedTokens: i % 100, completionTokens: 50 + (i % 500) }, { input: picoPerToken(PRICES.input), cachedInput: picoPerToken(PRICES.cachedInput), output: picoPerToken(PRICES.output) });
+}
+
+async function client(address: string, accounts: string[], entries: number, streams: number, batch: number): Promise<void> {
+  const ids = Array.from({ length: entries }, () => randomUUID());
+  const built = ids.map((decisionId, i) =>
+    alsEntry({ decisionId, accountId: accounts[i % accounts.length]!, prices: PRICES, usage: { prompt: 200 + (i % 1000), cached: i % 100, completion: 50 + (i % 500) } }),
+  );
+  const als = connectAls(address);
+  const open = Array.from({ length: streams }, () => als.open());
+  // Envoy holds its streams open for hours: connect and identify first, then start the clock.
+  open.forEach((o) => o.send([]));
+  await als.ready();
+  process.send!({ started: Date.now() });
+  let s = 0;
+  for (let i = 0; i < built.length; i += batch) {
+    const slice = built.slice(i, i + batch);
+    open[s++ % streams]!.send(slice);
+    // 10% duplicates on another stream, as retries and reconnects deliver them.
+    if ((i / batch) % 10 === 0) open[s % streams]!.send(slice);
+    if ((i / batch) % 20 === 0) await new Promise((r) => setImmediate(r));
+  }
+  const sent = Date.now();
+  await Promise.all(open.map((o) => o.end()));
+  als.close();
+  process.send!({ done: true, sent });
+}
+
+async function run(label: string, databaseUrl: string, schema: string | undefined, options: { entries: number; streams: number; batch: number; batchMax: number }) {
+  const quiet = new Writable({ write: (_c, _e, done) => done() });
+  const config = loadConfig({ env: { TOLLGATE_DATABASE_URL: databaseUrl }, overrides: { "meter.listen": "127.0.0.1:0", "authz.listen": "127.0.0.1:0", "meter.batch_max": options.batchMax } });
+  const plane = await startControlPlane(config, { roles: ["meter"], logger: createLogger({ level: "warn", destination: quiet }), schema });
+  const { stores } = plane;
+  const accounts: string[] = [];
+  for (let i = 0; i < ACCOUNTS; i++) {
+    const a = await stores.accounts.create({ name: `bench ${i}`, planId: "pro" });
+    await stores.ledger.topUp({ accountId: a.id, amount: nanos(TOP_UP), feeBps: 2500, now: Date.now() });
+    accounts.push(a.id);
+  }
+  const child = fork(new URL(import.meta.url).pathname, ["client", `127.0.0.1:${plane.metering.server!.port}`, JSON.stringify(accounts), String(options.entries), String(options.streams), String(options.batch)], { execArgv: ["--import", "tsx"] });
+  let sent = 0;
+  const started = await new Promise<number>((resolve) =>
+    child.on("message", (m: { started?: number; sent?: number }) => {
+      if (m.started) resolve(m.started);
+      if (m.sent) sent = m.sent;
+    }),
+  );
+  // The meter counts what its commits billed; polling SQL here would load the database being measured.
+  while (plane.metering.meter.totals.billed < options.entries) await new Promise((r) => setTimeout(r, 5));
+  const seconds = (Date.now() - started) / 1000;
+  await new Promise((r) => child.on("exit", r));
+  await plane.metering.meter.drain();
+
+  const committed = Number((await stores.db.knex("usage_log").count({ n: "*" }).first())!.n);
+  const debits = Number((await stores.db.knex("ledger_entries").where({ kind: "usage_debit" }).count({ n: "*" }).first())!.n);
+  const expected = new Map<string, bigint>();
+  for (let i = 0; i < options.entries; i++) expected.set(accounts[i % accounts.length]!, (expected.get(accounts[i % accounts.length]!) ?? 0n) + costOf(i));
+  let exact = debits === options.entries && committed === options.entries;
+  for (const a of accounts) {
+    const balance = (await stores.ledger.balance(a)).balance;
+    if (balance !== TOP_UP - expected.get(a)! || (await stores.ledger.entriesTotal(a)) !== balance) exact = false;
+  }
+  const totals = plane.metering.meter.totals;
+  await plane.close();
+  return { store: label, entries: options.entries, delivered: totals.received, duplicates: totals.alreadyBilled, "client send s": ((sent - started) / 1000).toFixed(2), seconds: seconds.toFixed(2), "entries/s": Math.round(options.entries / seconds), "exactly-once": exact ? "yes" : "NO" };
+}
+
+async function main() {
+  const { values } = parseArgs({ options: { entries: { type: "string" }, streams: { type: "string" }, batch: { type: "string" }, postgres: { type: "string" }, "batch-max": { type: "string" }, only: { type: "string" } } });
+  const options = { entries: Number(values.entries ?? 50_000), streams: Number(values.streams ?? 8), batch: Number(values.batch ?? 100), batchMax: Number(values["batch-max"] ?? 2000) };
+  const rows = [];
+  const dir = mkdtempSync(join(tmpdir(), "tollgate-bench-meter-"));
+  try {
+    if (values.only !== "postgres") rows.push(await run("sqlite (file, WAL)", `sqlite:${join(dir, "bench.db")}`, undefined, options));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const pg = values.postgres ?? process.env.TOLLGATE_BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+  const schema = `bench_meter_${process.pid}`;
+  const admin = knexFactory({ client: "pg", connection: pg });
+  try {
+    if (values.only === "sqlite") throw new Error("--only sqlite");
+    await admin.raw("select 1");
+    rows.push(await run("postgresql", pg, schema, options));
+  } catch (error) {
+    console.error(`postgresql skipped: ${(error as Error).message}`);
+  } finally {
+    await admin.raw("drop schema if exists ?? cascade", [schema]).catch(() => {});
+    await admin.destroy();
+  }
+  const columns = Object.keys(rows[0]!);
+  const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c as keyof typeof r]).length)));
+  const line = (cells: string[]) => "| " + cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ") + " |";
+  console.log(`bench/meter: ${options.entries} entries (+10% duplicates) over ${options.streams} ALS streams, batches of ${options.batch}, ${ACCOUNTS} accounts; client in a separate process`);
+  console.log(line(columns));
+  console.log("|" + widths.map((w) => "-".repeat(w + 2)).join("|") + "|");
+  for (const r of rows) console.log(line(columns.map((c) => String(r[c as keyof typeof r]))));
+}
+
+if (process.argv[2] === "client") {
+  const [, , , address, accounts, entries, streams, batch] = process.argv;
+  void client(address!, JSON.parse(accounts!), Number(entries), Number(streams), Number(batch)).then(() => process.exit(0));
+} else {
+  void main().then(() => process.exit(0), (error) => {
+    console.error(error);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,153 @@
+import type { Redis } from "ioredis";
+import type { CreditReservations } from "../../domain/credits.js";
+import type { BalanceChange, BalanceSource, ExpiredReservation } from "../../domain/metering.js";
+import { nanos } from "../../domain/money.js";
+
+// Consistency with SQL (the ledger is the truth; Redis is a versioned cache plus the open reservations):
+// - `{acct}:bal` holds (balance, version) copied from a committed SQL balances row. It is only ever replaced by a
+//   strictly newer version (load script, commit script), so it is always some committed SQL state, never a sum
+//   of deltas that a crash or a replay could apply twice or miss.
+// - `{acct}:held` is the sum of open reservations in `{acct}:resv`; reserve adds, the commit script removes a
+//   decision's reservation exactly once (HDEL decides), so held never double-counts.
+// - The meter updates Redis after its SQL commit. In between, Redis still shows the previous balance and still
+//   holds the reservation, which is at least the settled cost: available = balance − held is understated, never
+//   overstated. A crash in between leaves the reservation to the expiry sweep, whose commit finds the decision
+//   already billed, releases it and copies the account's current SQL balance.
+// - `{acct}:bal` expires (balance_ttl) so changes nobody pushed (another tool's top-up) are re-read from SQL.
+// - Lua numbers are doubles: amounts are exact below 2^53 nano-USD (about 9 million USD per account); the script
+//   raises an error above that instead of rounding.
+
+const RESERVE = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, '0'} end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return {1, '0'} end
+local limit = 9007199254740991
+local balance = tonumber(redis.call('HGET', KEYS[1], 'balance'))
+local held = tonumber(redis.call('GET', KEYS[4]) or '0')
+local amount = tonumber(ARGV[2])
+if math.abs(balance) > limit or held > limit or amount > limit then return redis.error_reply('credit amount beyond 2^53 nano-USD') end
+local available = balance - held
+if amount > available then
+  if available < 0 then available = 0 end
+  return {0, string.format('%.0f', available)}
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('INCRBY', KEYS[4], ARGV[2])
+return {1, '0'}
+`;
+
+const LOAD = `
+local v = redis.call('HGET', KEYS[1], 'version')
+if v == false or tonumber(v) < tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], 'balance', ARGV[1], 'version', ARGV[2])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+`;
+
+const COMMIT = `
+if tonumber(ARGV[1]) >= 0 and redis.call('EXISTS', KEYS[1]) == 1 then
+  if tonumber(redis.call('HGET', KEYS[1], 'version')) < tonumber(ARGV[1]) then
+    redis.call('HSET', KEYS[1], 'balance', ARGV[2], 'version', ARGV[1])
+  end
+end
+local released = 0
+for i = 3, #ARGV do
+  local amount = redis.call('HGET', KEYS[2], ARGV[i])
+  if amount then
+    redis.call('HDEL', KEYS[2], ARGV[i])
+    redis.call('ZREM', KEYS[3], ARGV[i])
+    redis.call('DECRBY', KEYS[4], amount)
+    released = released + 1
+  end
+end
+return released
+`;
+
+type Reply = [number, string];
+interface CreditCommands {
+  tollgateCreditReserve(bal: string, resv: string, exp: string, held: string, decision: string, amount: string, expiresAt: number): Promise<Reply>;
+  tollgateCreditLoad(bal: string, balance: string, version: number, ttlMs: number): Promise<number>;
+  tollgateCreditCommit(bal: string, resv: string, exp: string, held: string, version: number, balance: string, ...decisions: string[]): Promise<number>;
+}
+
+/** Options for the Redis credit gate. */
+export interface RedisCreditGateOptions {
+  redis: Redis;
+  source: BalanceSource;
+  reservationTtlMs: number;
+  /** Key prefix, `tollgate:` by default; tests give each run its own. */
+  prefix?: string;
+  /** How long a cached balance lives before it is re-read from SQL. */
+  balanceTtlMs?: number;
+}
+
+/**
+ * Credit reservations in Redis, shared by every authz replica: one atomic Lua script per admission (check the
+ * balance minus held reservations, then hold), keys hash-tagged per account (`tollgate:{acct_…}:…`) so each script
+ * touches one cluster slot.
+ */
+export function createRedisCreditGate(options: RedisCreditGateOptions): CreditReservations {
+  const prefix = options.prefix ?? "tollgate:";
+  const balanceTtlMs = options.balanceTtlMs ?? 60_000;
+  const redis = options.redis as Redis & CreditCommands;
+  if (typeof (redis as { tollgateCreditReserve?: unknown }).tollgateCreditReserve !== "function") {
+    options.redis.defineCommand("tollgateCreditReserve", { numberOfKeys: 4, lua: RESERVE });
+    options.redis.defineCommand("tollgateCreditLoad", { numberOfKeys: 1, lua: LOAD });
+    options.redis.defineCommand("tollgateCreditCommit", { numberOfKeys: 4, lua: COMMIT });
+  }
+  const keys = (accountId: string) => {
+    const base = `${prefix}{${accountId}}:`;
+    return { bal: base + "bal", resv: base + "resv", exp: base + "exp", held: base + "held" };
+  };
+  const accountsKey = `${prefix}credit_accounts`;
+
+  async function load(accountId: string): Promise<void> {
+    const row = (await options.source.balances([accountId])).get(accountId) ?? { balance: nanos(0n), version: 0 };
+    await redis.tollgateCreditLoad(keys(accountId).bal, row.balance.toString(), row.version, balanceTtlMs);
+  }
+
+  return {
+    async reserve({ accountId, decisionId, amount, now }) {
+      const k = keys(accountId);
+      // Index first: an account holding a reservation is always found by the expiry sweep.
+      await redis.sadd(accountsKey, accountId);
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const [status, available] = await redis.tollgateCreditReserve(k.bal, k.resv, k.exp, k.held, decisionId, amount.toString(), now + options.reservationTtlMs);
+        if (status === 1) return { reserved: true };
+        if (status === 0) return { reserved: false, available: nanos(BigInt(available)) };
+        await load(accountId);
+      }
+      throw new Error("credit balance could not be loaded into Redis");
+    },
+    async committed(changes: readonly BalanceChange[]) {
+      if (changes.length === 0) return;
+      const pipeline = redis.pipeline() as ReturnType<Redis["pipeline"]> & { tollgateCreditCommit(...args: unknown[]): unknown };
+      for (const c of changes) {
+        const k = keys(c.accountId);
+        pipeline.tollgateCreditCommit(k.bal, k.resv, k.exp, k.held, c.version, c.balance.toString(), ...c.settled);
+      }
+      const results = await pipeline.exec();
+      for (const [error] of results ?? []) if (error) throw error;
+    },
+    async expired(now) {
+      const out: ExpiredReservation[] = [];
+      const accounts = await redis.smembers(accountsKey);
+      for (const accountId of accounts) {
+        const k = keys(accountId);
+        const decisions = await redis.zrangebyscore(k.exp, "-inf", now);
+        if (decisions.length === 0) continue;
+        const amounts = await redis.hmget(k.resv, ...decisions);
+        decisions.forEach((decisionId, i) => {
+          const amount = amounts[i];
+          if (amount !== null && amount !== undefined) out.push({ accountId, decisionId, amount: nanos(BigInt(amount)) });
+        });
+      }
+      return out;
+    },
+    async refresh() {
+      // Cached balances expire and reload from SQL; nothing to poll.
+    },
+    async close() {},
+  };
+}

@@ -1,0 +1,31 @@
+import { createAccountStore, type AccountStore } from "../adapters/sql/account-store.js";
+import { createCatalogueStore, type CatalogueStore } from "../adapters/sql/catalogue-store.js";
+import { migrate, openDatabase, type Database } from "../adapters/sql/database.js";
+import { createKeyStore, type KeyStore } from "../adapters/sql/key-store.js";
+import { readCatalogueFile } from "../config/catalogue-file.js";
+import type { Config } from "../config/config.js";
+import type { KeyEvents } from "../domain/key-events.js";
+import { createLedgerStore, type LedgerStore } from "../adapters/sql/ledger-store.js";
+
+/** The stores every role and the CLI share. */
+export interface Stores {
+  db: Database;
+  accounts: AccountStore;
+  keys: KeyStore;
+  catalogue: CatalogueStore;
+  ledger: LedgerStore;
+}
+
+/** Opens the database, migrates it and loads the default catalogue on first start. */
+export async function openStores(config: Config, options: { schema?: string; clock?: () => number; events?: KeyEvents } = {}): Promise<Stores> {
+  const db = await openDatabase(config.database.url, { schema: options.schema });
+  try {
+    await migrate(db);
+    const catalogue = createCatalogueStore(db, options.clock);
+    await catalogue.seed(readCatalogueFile(config.catalogue.file));
+    return { db, catalogue, accounts: createAccountStore(db, options.clock), keys: createKeyStore(db, options.clock, options.events), ledger: createLedgerStore(db) };
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
+}

@@ -1,0 +1,242 @@
+import { randomUUID } from "node:crypto";
+import { Writable } from "node:stream";
+import fc from "fast-check";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createMemoryRateLimiter } from "../../src/adapters/memory/rate-limiter.js";
+import { connectRedis, createRedisClient } from "../../src/adapters/redis/client.js";
+import { createRedisRateLimiter } from "../../src/adapters/redis/rate-limiter.js";
+import { withFailurePolicy } from "../../src/app/rate-limits.js";
+import type { RateDecision, RateLimiter } from "../../src/domain/admission.js";
+import { createLogger } from "../../src/logging.js";
+import { describeWith } from "../support/services.js";
+
+const MIN = 60_000;
+const T0 = 1_750_000_000_000;
+
+/** One conformance suite for every limiter: the in-process one always, the Redis one when Redis is configured. */
+function conformance(make: () => RateLimiter) {
+  let limiter: RateLimiter;
+  let n = 0;
+  beforeAll(() => {
+    limiter = make();
+  });
+  const key = (label = "k") => `key_${label}${++n}_${randomUUID().slice(0, 8)}`;
+  const admit = (keyId: string, now: number, limits: { rpm: number; tpm: number }, tokens = 1, decisionId: string = randomUUID()) =>
+    Promise.resolve(limiter.admit({ keyId, decisionId, requestsPerMinute: limits.rpm, tokensPerMinute: limits.tpm, tokens, now }));
+
+  it("admits exactly requests_per_minute requests in a window, then refuses with Retry-After until the oldest ages out", async () => {
+    const k = key();
+    const limits = { rpm: 5, tpm: 1_000_000 };
+    for (let i = 0; i < 5; i++) expect((await admit(k, T0 + i * 1000, limits)).admitted).toBe(true);
+    const refused = await admit(k, T0 + 10_500, limits);
+    expect(refused).toMatchObject({ admitted: false, dimension: "requests", retryAfterSeconds: 50 }); // T0 + 60 s − 10.5 s → 49.5 → 50
+    expect((await admit(k, T0 + MIN - 1, limits)).admitted).toBe(false);
+    expect((await admit(k, T0 + MIN, limits)).admitted).toBe(true); // window (T0, T0+60 s]: the first has aged out
+    expect((await admit(k, T0 + MIN, limits)).admitted).toBe(false);
+  });
+
+  it("admits exactly tokens_per_minute tokens in a window", async () => {
+    const k = key();
+    const limits = { rpm: 100, tpm: 1000 };
+    expect((await admit(k, T0, limits, 400)).admitted).toBe(true);
+    expect((await admit(k, T0 + 1000, limits, 400)).admitted).toBe(true);
+    expect(await admit(k, T0 + 2000, limits, 201)).toMatchObject({ admitted: false, dimension: "tokens", retryAfterSeconds: 58 });
+    expect(await admit(k, T0 + 2000, limits, 600)).toMatchObject({ admitted: false, retryAfterSeconds: 58 }); // first 400 frees enough
+    expect(await admit(k, T0 + 2000, limits, 601)).toMatchObject({ admitted: false, retryAfterSeconds: 59 }); // needs the second too
+    expect((await admit(k, T0 + 2000, limits, 200)).admitted).toBe(true);
+    expect((await admit(k, T0 + 2000, limits, 1)).admitted).toBe(false);
+    // The first 400 age out at T0 + 60 s; 400 fits then, 401 needs the second one gone too.
+    expect((await admit(k, T0 + MIN, limits, 401)).admitted).toBe(false);
+    expect((await admit(k, T0 + MIN, limits, 400)).admitted).toBe(true);
+  });
+
+  it("a client that waits the Retry-After it was given is admitted", async () => {
+    const k = key();
+    const limits = { rpm: 3, tpm: 1000 };
+    await admit(k, T0, limits, 100);
+    await admit(k, T0 + 10_000, limits, 100);
+    await admit(k, T0 + 20_250, limits, 100);
+    const refused = (await admit(k, T0 + 30_400, limits, 100)) as Extract<RateDecision, { admitted: false }>;
+    expect(refused.admitted).toBe(false);
+    expect(refused.retryAfterSeconds).toBe(30); // 29.6 s rounded up
+    expect((await admit(k, T0 + 30_400 + (refused.retryAfterSeconds - 1) * 1000, limits, 100)).admitted).toBe(false);
+    expect((await admit(k, T0 + 30_400 + refused.retryAfterSeconds * 1000, limits, 100)).admitted).toBe(true);
+  });
+
+  it("reports remaining counting down and reset as time until the window is empty", async () => {
+    const k = key();
+    const limits = { rpm: 4, tpm: 1000 };
+    const states = [];
+    for (let i = 0; i < 4; i++) states.push((await admit(k, T0 + i * 1500, limits, 100)).state!);
+    expect(states.map((s) => s.requests.remaining)).toEqual([3, 2, 1, 0]);
+    expect(states.map((s) => s.tokens.remaining)).toEqual([900, 800, 700, 600]);
+    expect(states.map((s) => s.requests.resetSeconds)).toEqual([60, 60, 60, 60]);
+    const refused = await admit(k, T0 + 30_000, limits, 100);
+    expect(refused.state).toEqual({
+      requests: { limit: 4, remaining: 0, resetSeconds: 35 }, // newest at T0 + 4.5 s ages out at T0 + 64.5 s
+      tokens: { limit: 1000, remaining: 600, resetSeconds: 35 },
+    });
+    expect(refused).toMatchObject({ retryAfterSeconds: 30 });
+  });
+
+  it("settle replaces the reservation with actual usage and refunds the difference", async () => {
+    const k = key();
+    const limits = { rpm: 100, tpm: 1000 };
+    const id = randomUUID();
+    await admit(k, T0, limits, 900, id);
+    expect((await admit(k, T0 + 1, limits, 200)).admitted).toBe(false);
+    await limiter.settle({ keyId: k, decisionId: id, actualTokens: 150, now: T0 + 2 });
+    const after = await admit(k, T0 + 3, limits, 200);
+    expect(after.admitted).toBe(true);
+    expect(after.state!.tokens.remaining).toBe(650);
+    // Settling something unknown or aged out is a no-op, not an error.
+    await limiter.settle({ keyId: k, decisionId: randomUUID(), actualTokens: 5, now: T0 + 4 });
+    await limiter.settle({ keyId: key(), decisionId: id, actualTokens: 5, now: T0 + 4 });
+    expect((await admit(k, T0 + 5, limits, 0)).state!.tokens.remaining).toBe(650);
+  });
+
+  it("release gives back the request and its tokens", async () => {
+    const k = key();
+    const limits = { rpm: 1, tpm: 500 };
+    const id = randomUUID();
+    expect((await admit(k, T0, limits, 500, id)).admitted).toBe(true);
+    expect((await admit(k, T0 + 1, limits, 1)).admitted).toBe(false);
+    await limiter.release({ keyId: k, decisionId: id, tokens: 500, now: T0 + 2 });
+    const again = await admit(k, T0 + 3, limits, 500);
+    expect(again.admitted).toBe(true);
+    expect(again.state!.requests.remaining).toBe(0);
+    await limiter.release({ keyId: k, decisionId: id, tokens: 500, now: T0 + 4 }); // twice: no-op
+    expect((await admit(k, T0 + 5, limits, 1)).admitted).toBe(false);
+  });
+
+  it("keeps each key's window separate (dev, staging, prod keys of one account)", async () => {
+    const limits = { rpm: 2, tpm: 1000 };
+    const [dev, staging, prod] = [key("dev"), key("staging"), key("prod")];
+    for (const k of [dev, dev]) expect((await admit(k, T0, limits)).admitted).toBe(true);
+    expect((await admit(dev, T0, limits)).admitted).toBe(false);
+    for (const k of [staging, prod, staging, prod]) expect((await admit(k, T0, limits)).admitted).toBe(true);
+    expect((await admit(prod, T0, limits)).admitted).toBe(false);
+  });
+
+  it("never admits more than the limit in any sliding 60-second window, and decides exactly as brute force does", async () => {
+    const step = fc.record({
+      // Coarse grids make exact boundaries (an admission exactly 60 s after another, sums exactly at the limit) common.
+      gapMs: fc.oneof(fc.integer({ min: 0, max: 2000 }), fc.integer({ min: 0, max: 40_000 }), fc.integer({ min: 0, max: 60 }).map((x) => x * 1000), fc.constant(0)),
+      tokens: fc.oneof(fc.integer({ min: 0, max: 400 }), fc.integer({ min: 0, max: 8 }).map((x) => x * 50)),
+      settle: fc.option(fc.record({ pick: fc.nat(), fraction: fc.double({ min: 0, max: 1, noNaN: true }) }), { freq: 3 }),
+      release: fc.boolean(),
+    });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 8 }),
+        fc.oneof(fc.integer({ min: 1, max: 1200 }), fc.integer({ min: 1, max: 12 }).map((x) => x * 100)),
+        fc.array(step, { minLength: 1, maxLength: 40 }),
+        async (rpm, tpm, steps) => {
+          const k = key("prop");
+          const log: Array<{ at: number; tokens: number; id: string; released: boolean }> = [];
+          const live = (now: number) => log.filter((e) => !e.released && e.at > now - MIN);
+          const fits = (now: number, tokens: number) => {
+            const w = live(now);
+            return w.length + 1 <= rpm && w.reduce((s, e) => s + e.tokens, 0) + tokens <= tpm;
+          };
+          let now = T0;
+          for (const s of steps) {
+            now += s.gapMs;
+            const expected = fits(now, s.tokens);
+            const id = randomUUID();
+            const decision = await admit(k, now, { rpm, tpm }, s.tokens, id);
+            expect(decision.admitted).toBe(expected);
+            if (decision.admitted) {
+              log.push({ at: now, tokens: s.tokens, id, released: false });
+            } else if (s.tokens <= tpm) {
+              // Retry-After is exact to the second: waiting it fits, waiting a second less does not.
+              expect(fits(now + decision.retryAfterSeconds * 1000, s.tokens)).toBe(true);
+              expect(fits(now + (decision.retryAfterSeconds - 1) * 1000, s.tokens)).toBe(false);
+            }
+            if (s.settle && log.length > 0) {
+              const e = log[s.settle.pick % log.length]!;
+              const actual = Math.floor(e.tokens * s.settle.fraction);
+              await limiter.settle({ keyId: k, decisionId: e.id, actualTokens: actual, now });
+              if (!e.released && e.at > now - MIN) e.tokens = actual;
+            } else if (s.release && log.length > 0 && !decision.admitted) {
+              const e = log[log.length - 1]!;
+              await limiter.release({ keyId: k, decisionId: e.id, tokens: e.tokens, now });
+              if (e.at > now - MIN) e.released = true;
+            }
+          }
+          // Brute force over every window that ends at an admission (the window with the most admissions is one).
+          const kept = log.filter((e) => !e.released);
+          for (const end of kept) {
+            const inside = kept.filter((e) => e.at > end.at - MIN && e.at <= end.at);
+            expect(inside.length).toBeLessThanOrEqual(rpm);
+            expect(inside.reduce((s, e) => s + e.tokens, 0)).toBeLessThanOrEqual(tpm);
+          }
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+}
+
+describe("rate limiter [memory]", () => {
+  conformance(() => createMemoryRateLimiter());
+
+  it("holds no key that has been idle for a whole window", async () => {
+    const limiter = createMemoryRateLimiter();
+    for (let i = 0; i < 100; i++) {
+      limiter.admit({ keyId: `key_${i}`, decisionId: randomUUID(), requestsPerMinute: 3, tokensPerMinute: 100, tokens: 1, now: T0 + i });
+    }
+    expect(limiter.keyCount()).toBe(100);
+    limiter.admit({ keyId: "key_other", decisionId: randomUUID(), requestsPerMinute: 3, tokensPerMinute: 100, tokens: 1, now: T0 + MIN + 100 });
+    expect(limiter.keyCount()).toBe(1);
+  });
+});
+
+describeWith("redis", "rate limiter [redis]", (url) => {
+  const prefix = `test_rl_${process.pid}_${randomUUID().slice(0, 8)}`;
+  const redis = createRedisClient(url);
+  beforeAll(async () => {
+    expect(await connectRedis(redis)).toBe(true);
+  });
+  afterAll(async () => {
+    const stale = await redis.keys(`${prefix}:*`);
+    if (stale.length) await redis.del(...stale);
+    redis.disconnect();
+  });
+  conformance(() => createRedisRateLimiter({ redis, prefix }));
+
+  it("keeps both of a key's Redis keys in one Cluster slot and expires them after the window", async () => {
+    const limiter = createRedisRateLimiter({ redis, prefix });
+    await limiter.admit({ keyId: "key_slot", decisionId: randomUUID(), requestsPerMinute: 3, tokensPerMinute: 100, tokens: 1, now: Date.now() });
+    const keys = (await redis.keys(`${prefix}:{key_slot}:*`)).sort();
+    expect(keys).toEqual([`${prefix}:{key_slot}:rl:req`, `${prefix}:{key_slot}:rl:tok`]);
+    const ttl = await redis.pttl(keys[0]!);
+    expect(ttl).toBeGreaterThan(MIN);
+    expect(ttl).toBeLessThanOrEqual(MIN + 5000);
+  });
+});
+
+describe("rate limiter failure policy", () => {
+  const broken = { admit: async () => { throw new Error("Connection is closed."); }, settle: async () => { throw new Error("down"); }, release: async () => { throw new Error("down"); } } as unknown as RateLimiter;
+  const request = { keyId: "key_x", decisionId: "d", requestsPerMinute: 1, tokensPerMinute: 1, tokens: 1, now: T0 };
+
+  it("fails closed by default: the fault reaches admission (which answers 503), logged once per period", async () => {
+    const lines: string[] = [];
+    const logger = createLogger({ level: "warn", destination: new Writable({ write: (c, _e, done) => (lines.push(String(c)), done()) }) });
+    const limiter = withFailurePolicy(broken, { failOpen: false, logger });
+    await expect(limiter.admit(request)).rejects.toThrow("Connection is closed.");
+    await expect(limiter.admit(request)).rejects.toThrow();
+    await limiter.settle({ keyId: "key_x", decisionId: "d", actualTokens: 0, now: T0 }); // never fails a request
+    await limiter.release({ keyId: "key_x", decisionId: "d", tokens: 1, now: T0 });
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain("fail closed");
+  });
+
+  it("fails open when configured: admitted without limits (no x-ratelimit state), with a warning", async () => {
+    const lines: string[] = [];
+    const logger = createLogger({ level: "warn", destination: new Writable({ write: (c, _e, done) => (lines.push(String(c)), done()) }) });
+    const decision = await withFailurePolicy(broken, { failOpen: true, logger }).admit(request);
+    expect(decision).toEqual({ admitted: true });
+    expect(lines[0]).toContain("WITHOUT limits");
+  });
+});

@@ -1,0 +1,55 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { createServer } from "node:net";
+import type { TestPlane } from "./control-plane.js";
+import { envoyCheckRequest } from "./authz-client.js";
+
+/** A chat request on a basic-tier model with a small, fixed output cap. */
+export function chatCheck(secret: string, maxTokens = 16) {
+  return envoyCheckRequest({
+    headers: { authorization: `Bearer ${secret}` },
+    body: JSON.stringify({ model: "claude-haiku-4.5", messages: [{ role: "user", content: "Say hello" }], max_tokens: maxTokens }),
+  });
+}
+
+/** Funds an account so credit reservations never decide these tests. */
+export async function fund(plane: TestPlane, accountId: string): Promise<void> {
+  const ledger = (plane.plane.stores as { ledger?: { topUp(input: unknown): Promise<unknown> } }).ledger;
+  await ledger?.topUp({ accountId, amount: 1_000_000_000_000n, feeBps: 0, now: Date.now() });
+  await (plane.plane as { metering?: { credits?: { refresh?(): Promise<void> } } }).metering?.credits?.refresh?.();
+}
+
+/** A port nothing listens on right now. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts a private redis-server (no persistence) on `port` and waits until it accepts connections. */
+export async function startRedisServer(port: number): Promise<ChildProcess> {
+  const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: ["ignore", "pipe", "pipe"] });
+  await new Promise<void>((resolve, reject) => {
+    let seen = "";
+    child.stdout!.on("data", (chunk) => {
+      seen += String(chunk);
+      if (seen.includes("Ready to accept connections")) resolve();
+    });
+    child.once("exit", (code) => reject(new Error(`redis-server exited (${code}): ${seen}`)));
+  });
+  return child;
+}
+
+/** Stops a redis-server started by startRedisServer and waits for it to exit. */
+export async function stopRedisServer(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  await new Promise<void>((resolve) => {
+    child.once("exit", () => resolve());
+    child.kill("SIGKILL");
+  });
+}
+

@@ -14,8 +14,8 @@ import { loadConfig } from "../dist/config/config.js";
 import { openStores } from "../dist/app/stores.js";
 import { createKeyCache } from "../dist/adapters/memory/key-cache.js";
 import { liftCheckRequest } from "../dist/dataplane/authz/check-request.js";
-import { toCheckResponse } from "../dist/dataplane/authz/check-response.js";
-import { check } from "../dist/dataplane/authz/authz-service.js";
+import { encodeAllow, toCheckResponse } from "../dist/dataplane/authz/check-response.js";
+import { check, checkEncoded } from "../dist/dataplane/authz/authz-service.js";
 import { admit } from "../dist/domain/admission.js";
 import { parseChatRequest } from "../dist/domain/chat-request.js";
 import { estimateChatPromptTokens } from "../dist/domain/token-estimate.js";
@@ -56,7 +56,9 @@ const stages = [
   ["toCheckResponse(allow) (create + Struct)", () => toCheckResponse(verdict, { headerNames: lifted.headerNames, query: lifted.query, provider: routes.get("openai") })],
   ["toBinary(allow CheckResponse)", () => toBinary(CheckResponseSchema, allow)],
   ["toBinary(the same, without dynamic_metadata)", () => toBinary(CheckResponseSchema, allowWithoutMetadata)],
-  ["check() end to end, no transport", () => check(message, options)],
+  ["encodeAllow (what the gRPC path sends: cached header encoding)", () => encodeAllow(verdict, { headerNames: lifted.headerNames, query: lifted.query, provider: routes.get("openai") })],
+  ["check() end to end, no transport (message)", () => check(message, options)],
+  ["checkEncoded() end to end, no transport (wire bytes)", () => checkEncoded(message, options)],
 ];
 
 console.log(`tollgate Check stages, ${process.version}, body ${CHAT_BODY.length} B, allow response ${toBinary(CheckResponseSchema, allow).length} B\n`);

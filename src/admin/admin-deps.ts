@@ -3,6 +3,7 @@ import type { KeyStore } from "../adapters/sql/key-store.js";
 import type { BalanceChange } from "../domain/metering.js";
 import type { Authenticate } from "./access.js";
 import type { Principal } from "./tokens.js";
+import type { Logger } from "../logging.js";
 
 /** What the admin services need from the control plane: passed in, never reached for. */
 export interface AdminDeps {
@@ -18,9 +19,12 @@ export interface AdminDeps {
   reloadCatalogue(): Promise<void>;
   platformFeeBps: number;
   clock: () => number;
+  /** Where admin changes are logged (with their audit target); absent in the CLI's in-process transport. */
+  logger?: Logger;
 }
 
 /** Records one admin change: who (token id), what (method + target ids), when. Never a secret. */
 export async function audit(deps: AdminDeps, who: Principal, method: string, targets: Record<string, string>): Promise<void> {
   await deps.stores.db.knex("admin_audit").insert({ token_id: who.tokenId, method, targets: JSON.stringify(targets), time: deps.clock() });
+  deps.logger?.info({ tokenId: who.tokenId, method, target: targets }, "admin change");
 }

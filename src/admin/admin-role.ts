@@ -4,6 +4,7 @@ import type { KeyStore } from "../adapters/sql/key-store.js";
 import type { Config } from "../config/config.js";
 import type { CreditReservations } from "../domain/credits.js";
 import type { Logger } from "../logging.js";
+import type { Metrics } from "../observability/metrics.js";
 import { bearerAuthentication } from "./access.js";
 import type { AdminDeps } from "./admin-deps.js";
 import { startAdminServer, type RunningAdminServer } from "./admin-server.js";
@@ -18,6 +19,10 @@ export interface AdminRoleParts {
   reloadCatalogue(): Promise<void>;
   clock: () => number;
   logger: Logger;
+  /** Served on /metrics when present. */
+  metrics?: Metrics;
+  /** /readyz; defaults to "the store answers". */
+  ready?: () => Promise<boolean>;
 }
 
 /** Wires the admin services to the control plane's stores, caches and credit gate, and listens on admin.listen. */
@@ -35,11 +40,15 @@ export async function startAdminRole(config: Config, parts: AdminRoleParts): Pro
     reloadCatalogue: parts.reloadCatalogue,
     platformFeeBps: config.credits.platform_fee_bps,
     clock: parts.clock,
+    logger: parts.logger,
   };
-  const server = await startAdminServer(config.admin.listen, deps, async () => {
-    await parts.stores.db.knex.raw("select 1");
-    return true;
-  });
+  const ready =
+    parts.ready ??
+    (async () => {
+      await parts.stores.db.knex.raw("select 1");
+      return true;
+    });
+  const server = await startAdminServer(config.admin.listen, deps, ready, parts.metrics);
   parts.logger.info({ address: config.admin.listen, port: server.port }, "admin listening");
   return server;
 }

@@ -25,6 +25,7 @@ import { registerReflection } from "./reflection.js";
 import { exportUsage } from "./usage-export.js";
 import { usageSelection, usageService } from "./usage-service.js";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type { Metrics } from "../observability/metrics.js";
 
 /** Every admin service, for routing and reflection. */
 export const ADMIN_SERVICES = [AccountService, KeyService, PlanService, CatalogueService, CreditService, UsageService, AuditService] as const;
@@ -54,14 +55,14 @@ export type ReadinessProbe = () => Promise<boolean>;
 
 /**
  * Serves the admin API on one port: gRPC (HTTP/2 cleartext, prior knowledge), gRPC-Web and Connect over HTTP/1.1
- * or HTTP/2, gRPC reflection, /healthz, /readyz and GET /export/usage.{csv,jsonl}. Node 20's h2c server cannot fall
+ * or HTTP/2, gRPC reflection, /healthz, /readyz, /metrics and GET /export/usage.{csv,jsonl}. Node 20's h2c server cannot fall
  * back to HTTP/1.1, so each connection is sniffed: the HTTP/2 preface ("PRI * HTTP/2.0") goes to the HTTP/2
  * server, anything else to the HTTP/1.1 server; both run the same handler.
  */
-export async function startAdminServer(address: string, deps: AdminDeps, ready: ReadinessProbe): Promise<RunningAdminServer> {
+export async function startAdminServer(address: string, deps: AdminDeps, ready: ReadinessProbe, metrics?: Metrics): Promise<RunningAdminServer> {
   const handler = connectNodeAdapter({
     routes: adminRoutes(deps),
-    fallback: (req, res) => void fallback(req, res as NodeResponse, deps, ready),
+    fallback: (req, res) => void fallback(req, res as NodeResponse, deps, ready, metrics),
   });
   const h1 = http.createServer(handler);
   const h2 = http2.createServer(handler);
@@ -141,7 +142,7 @@ function replay(socket: net.Socket, first: Buffer): Duplex {
 type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
 type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
 
-async function fallback(req: NodeRequest, res: NodeResponse, deps: AdminDeps, ready: ReadinessProbe): Promise<void> {
+async function fallback(req: NodeRequest, res: NodeResponse, deps: AdminDeps, ready: ReadinessProbe, metrics: Metrics | undefined): Promise<void> {
   const url = new URL(req.url ?? "/", "http://admin");
   const send = (status: number, body: unknown) => {
     res.writeHead(status, { "content-type": "application/json" });
@@ -149,6 +150,12 @@ async function fallback(req: NodeRequest, res: NodeResponse, deps: AdminDeps, re
   };
   try {
     if (url.pathname === "/healthz") return send(200, { status: "ok" });
+    if (url.pathname === "/metrics" && metrics) {
+      const { contentType, body } = await metrics.render();
+      res.writeHead(200, { "content-type": contentType });
+      res.end(body);
+      return;
+    }
     if (url.pathname === "/readyz") {
       const ok = await ready().catch(() => false);
       return send(ok ? 200 : 503, { status: ok ? "ready" : "unavailable" });

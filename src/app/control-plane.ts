@@ -16,6 +16,8 @@ import { createRedisKeyEvents, subscribeKeyEvents, type KeyEventsSubscription } 
 import { startRateLimiting, throttled, type RateLimiting } from "./rate-limits.js";
 import { startAdminRole } from "../admin/admin-role.js";
 import type { RunningAdminServer } from "../admin/admin-server.js";
+import { createMetrics, type Metrics } from "../observability/metrics.js";
+import { startMetricsServer, type RunningMetricsServer } from "../observability/metrics-server.js";
 
 /** Which roles a process runs. */
 export type Role = "authz" | "meter" | "admin";
@@ -33,6 +35,12 @@ export interface ControlPlane {
   admin?: RunningAdminServer;
   /** Credit gate, meter and (meter role) the StreamAccessLogs server. */
   metering: Metering;
+  /** This process's Prometheus metrics (served on admin /metrics, and on metrics.listen when set). */
+  metrics: Metrics;
+  /** The standalone /metrics listener when metrics.listen is set. */
+  metricsServer?: RunningMetricsServer;
+  /** Whether this process can serve: the store answers, Redis (when configured) is connected, not draining. */
+  ready(): Promise<boolean>;
   snapshot(): CatalogueSnapshot;
   /** Reloads catalogue and plans now (they also reload by polling). */
   reloadCatalogue(): Promise<void>;
@@ -47,13 +55,17 @@ export interface ControlPlaneOptions {
   mockProviders?: boolean;
   clock?: () => number;
   schema?: string;
+  /** Metrics to record into (serve passes one with process metrics); a fresh registry otherwise. */
+  metrics?: Metrics;
 }
 
 /** Starts the requested roles on one set of stores. */
 export async function startControlPlane(config: Config, options: ControlPlaneOptions): Promise<ControlPlane> {
   const clock = options.clock ?? Date.now;
   const { logger } = options;
+  const metrics = options.metrics ?? createMetrics({ clock });
   const rateLimiting = await startRateLimiting(config, logger);
+  rateLimiting.redis?.on("error", () => metrics.redisError("rate_limits"));
   // With Redis, key mutations made through this process (the admin API) reach every replica's cache at once.
   const keyEvents = rateLimiting.redis
     ? createRedisKeyEvents({ redis: rateLimiting.redis, prefix: config.redis.prefix, onError: (err) => logger.warn({ err }, "key change not published; replicas will see it at their next poll") })
@@ -78,7 +90,11 @@ export async function startControlPlane(config: Config, options: ControlPlaneOpt
   // below stays on regardless, as the fallback for anything published while this subscriber was disconnected.
   let subscription: KeyEventsSubscription | undefined;
   if (config.redis.url) {
-    const subscriberWarning = throttled(10_000, (suppressed, err) => logger.warn({ err, suppressed }, "redis subscriber connection error"));
+    const subscriberLog = throttled(10_000, (suppressed, err) => logger.warn({ err, suppressed }, "redis subscriber connection error"));
+    const subscriberWarning = (err: unknown) => {
+      metrics.redisError("key_events");
+      subscriberLog(err);
+    };
     subscription = subscribeKeyEvents({
       subscriber: createRedisClient(config.redis.url, { failFast: false, onError: subscriberWarning }),
       prefix: config.redis.prefix,
@@ -90,9 +106,10 @@ export async function startControlPlane(config: Config, options: ControlPlaneOpt
       onError: subscriberWarning,
     });
   }
-  const stopPolling = keyCache.startPolling(config.keys.poll_interval_ms, (error) =>
-    logger.warn({ err: error }, "key cache poll failed; serving from cache"),
-  );
+  const stopPolling = keyCache.startPolling(config.keys.poll_interval_ms, (error) => {
+    metrics.sqlError("key_cache");
+    logger.warn({ err: error }, "key cache poll failed; serving from cache");
+  });
   const catalogueTimer = setInterval(async () => {
     try {
       const version = await stores.catalogue.version();
@@ -104,12 +121,24 @@ export async function startControlPlane(config: Config, options: ControlPlaneOpt
       const used = keyCache.drainLastUsed();
       if (used.size > 0) await stores.keys.touch(used);
     } catch (error) {
+      metrics.sqlError("catalogue");
       logger.warn({ err: error }, "catalogue poll failed; serving the last snapshot");
     }
   }, config.keys.poll_interval_ms);
   catalogueTimer.unref();
 
-  const metering = await startMetering(config, { ledger: stores.ledger, roles: options.roles, logger, clock, pollMs: config.keys.poll_interval_ms });
+  const metering = await startMetering(config, {
+    ledger: metrics.observeLedger(stores.ledger, logger),
+    roles: options.roles,
+    logger,
+    clock,
+    pollMs: config.keys.poll_interval_ms,
+    onRedisError: () => metrics.redisError("credits"),
+    schema: options.schema,
+  });
+  metrics.watchMeter(metering.meter);
+  const openReservations = metering.credits.openReservations?.bind(metering.credits);
+  if (openReservations) metrics.watchReservations(openReservations);
   const admission: AdmissionDeps = {
     credits: metering.credits,
     snapshot: () => snapshot,
@@ -123,10 +152,24 @@ export async function startControlPlane(config: Config, options: ControlPlaneOpt
   let authz: RunningGrpcServer | undefined;
   if (options.roles.includes("authz")) {
     authz = await startGrpcServer(config.authz.listen, [
-      { service: Authorization, implementation: authorizationImplementation({ admission, providers: () => routes, logger }) },
+      { service: Authorization, implementation: authorizationImplementation({ admission, providers: () => routes, logger, onDecision: metrics.observeCheck }) },
     ]);
     logger.info({ address: config.authz.listen, port: authz.port }, "authz listening");
   }
+
+  let draining = false;
+  const ready = async () => {
+    if (draining) return false;
+    try {
+      await stores.db.knex.raw("select 1");
+    } catch {
+      metrics.sqlError("readiness");
+      return false;
+    }
+    // With Redis configured, decisions need it (fail closed): not ready while the hot-path connection is down.
+    if (rateLimiting.redis && rateLimiting.redis.status !== "ready") return false;
+    return true;
+  };
 
   const plane: ControlPlane = {
     stores,
@@ -145,27 +188,41 @@ export async function startControlPlane(config: Config, options: ControlPlaneOpt
     },
     authz,
     metering,
+    metrics,
+    ready,
     rateLimiting,
     snapshot: () => snapshot,
     reloadCatalogue,
     async close() {
+      // Drain order: every health check says NOT_SERVING first (Envoy stops sending new work after its next health
+      // check), then, after shutdown.drain_delay_ms, the servers stop accepting; in-flight Checks finish (grpc-js
+      // tryShutdown), the meter answers its open streams, commits what is queued, and only then do stores close.
+      draining = true;
+      authz?.health.shutdown();
+      metering.server?.health.shutdown();
+      if (config.shutdown.drain_delay_ms > 0) await new Promise((resolve) => setTimeout(resolve, config.shutdown.drain_delay_ms));
       stopPolling();
       clearInterval(catalogueTimer);
       await plane.admin?.close();
       await authz?.close();
       await metering.close();
+      await plane.metricsServer?.close();
       await subscription?.close();
       await rateLimiting.close();
       await stores.db.close();
     },
   };
-  if (options.roles.includes("admin")) {
-    try {
+  try {
+    if (options.roles.includes("admin")) {
       plane.admin = await startAdminRole(config, { ...plane, credits: metering.credits, clock, logger });
-    } catch (error) {
-      await plane.close();
-      throw error;
     }
+    if (config.metrics.listen) {
+      plane.metricsServer = await startMetricsServer(config.metrics.listen, metrics, ready);
+      logger.info({ address: config.metrics.listen, port: plane.metricsServer.port }, "metrics listening");
+    }
+  } catch (error) {
+    await plane.close();
+    throw error;
   }
   return plane;
 }

@@ -6,7 +6,9 @@ import type { LedgerStore } from "../adapters/sql/ledger-store.js";
 import type { Config } from "../config/config.js";
 import type { CreditReservations } from "../domain/credits.js";
 import { accessLogImplementation } from "../dataplane/accesslog/als-service.js";
-import { createMeter, type Meter } from "../dataplane/accesslog/meter.js";
+import { createMeter, type Meter, type MeterSpool, type SpooledBatch } from "../dataplane/accesslog/meter.js";
+import { createSqliteSpool, spoolFileFor } from "../adapters/spool/sqlite-spool.js";
+import { isStoreUnavailable } from "../adapters/sql/unavailable.js";
 import { startGrpcServer, type RunningGrpcServer } from "../dataplane/grpc/grpc-server.js";
 import type { Logger } from "../logging.js";
 
@@ -28,23 +30,44 @@ export interface Metering {
  */
 export async function startMetering(
   config: Config,
-  options: { ledger: LedgerStore; roles: readonly string[]; logger: Logger; clock: () => number; pollMs: number },
+  options: {
+    ledger: LedgerStore;
+    roles: readonly string[];
+    logger: Logger;
+    clock: () => number;
+    pollMs: number;
+    /** Metrics hook: told about each error of the credit gate's Redis connection; must not throw. */
+    onRedisError?(): void;
+    /** The PostgreSQL schema the stores use (tests isolate runs by schema); part of the spool file's identity. */
+    schema?: string;
+  },
 ): Promise<Metering> {
   const { ledger, logger, clock } = options;
   let redis: Redis | undefined;
   let credits: CreditReservations;
   if (config.redis.url) {
     redis = new Redis(config.redis.url, { maxRetriesPerRequest: 1, lazyConnect: false });
-    redis.on("error", (error) => logger.warn({ err: error }, "redis (credits) connection error"));
+    redis.on("error", (error) => {
+      options.onRedisError?.();
+      logger.warn({ err: error }, "redis (credits) connection error");
+    });
     credits = createRedisCreditGate({ redis, source: ledger, reservationTtlMs: config.meter.reservation_ttl_ms, prefix: `${config.redis.prefix}:` });
   } else {
     credits = createMemoryCreditGate({ source: ledger, reservationTtlMs: config.meter.reservation_ttl_ms });
   }
+  const meterRole = options.roles.includes("meter");
+  // Only the meter role spools: it is the one receiving entries nobody else holds. Other roles' meters only sweep
+  // expired reservations, which stay held in the gate and are swept again when the ledger is back.
+  const spool: MeterSpool | undefined = meterRole
+    ? createSqliteSpool<SpooledBatch>(spoolFileFor(config.meter.spool_dir, config.database.url, options.schema))
+    : undefined;
   const meter = createMeter({
     ledger,
     credits,
     logger,
     clock,
+    spool,
+    isUnavailable: isStoreUnavailable,
     maxBatch: config.meter.batch_max,
     windowMs: config.meter.batch_window_ms,
     // One transaction at a time: group commits lock their accounts, so parallel ones mostly wait on each other,
@@ -65,7 +88,6 @@ export async function startMetering(
     timer.unref();
     timers.push(timer);
   };
-  const meterRole = options.roles.includes("meter");
   if (meterRole || options.roles.includes("authz")) {
     every(options.pollMs, "credit balance refresh", () => credits.refresh());
     every(Math.min(config.meter.reservation_ttl_ms / 4, 30_000), "reservation expiry sweep", async () => {
@@ -89,7 +111,7 @@ export async function startMetering(
     async close() {
       for (const t of timers) clearInterval(t);
       await server?.close();
-      await meter.drain();
+      await meter.close();
       await credits.close();
       redis?.disconnect();
     },

@@ -40,9 +40,12 @@ const schema = z
         batch_window_ms: z.number().int().min(0).max(1000).default(5),
         // usage_log rows and dead letters older than this are pruned (the ledger and daily rollups are kept).
         retention_days: z.number().int().min(1).max(3650).default(90),
+        // While the ledger database is unreachable the meter spools batches here (one SQLite file per database) and
+        // replays them, oldest first, when it returns; a leftover spool is replayed at start.
+        spool_dir: z.string().min(1).default("./data/spool"),
       })
       .strict()
-      .default({ listen: "127.0.0.1:9002", reservation_ttl_ms: 600_000, batch_max: 2000, batch_window_ms: 5, retention_days: 90 }),
+      .default({ listen: "127.0.0.1:9002", reservation_ttl_ms: 600_000, batch_max: 2000, batch_window_ms: 5, retention_days: 90, spool_dir: "./data/spool" }),
     credits: z
       .object({ platform_fee_bps: z.number().int().min(0).max(100_000).default(2500) })
       .strict()
@@ -61,6 +64,15 @@ const schema = z
       .object({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info") })
       .strict()
       .default({ level: "info" }),
+    // /metrics is always on the admin port when the admin role runs; metrics.listen adds a plain HTTP listener
+    // (/metrics, /healthz, /readyz) so authz-only and meter-only replicas can be scraped too.
+    metrics: z.object({ listen: listen.optional() }).strict().default({}),
+    // On SIGTERM health turns NOT_SERVING at once; servers keep accepting for drain_delay_ms so Envoy's health
+    // checker notices first (set it to about two health-check intervals when several replicas run).
+    shutdown: z
+      .object({ drain_delay_ms: z.number().int().min(0).max(60_000).default(0) })
+      .strict()
+      .default({ drain_delay_ms: 0 }),
   })
   .strict();
 
@@ -85,11 +97,14 @@ const ENV_FIELDS: Record<string, string[]> = {
   TOLLGATE_METER_BATCH_MAX: ["meter", "batch_max"],
   TOLLGATE_METER_BATCH_WINDOW_MS: ["meter", "batch_window_ms"],
   TOLLGATE_METER_RETENTION_DAYS: ["meter", "retention_days"],
+  TOLLGATE_METER_SPOOL_DIR: ["meter", "spool_dir"],
   TOLLGATE_CREDITS_PLATFORM_FEE_BPS: ["credits", "platform_fee_bps"],
   TOLLGATE_ADMIN_LISTEN: ["admin", "listen"],
   TOLLGATE_CATALOGUE_FILE: ["catalogue", "file"],
   TOLLGATE_KEYS_POLL_INTERVAL_MS: ["keys", "poll_interval_ms"],
   TOLLGATE_LOG_LEVEL: ["log", "level"],
+  TOLLGATE_METRICS_LISTEN: ["metrics", "listen"],
+  TOLLGATE_SHUTDOWN_DRAIN_DELAY_MS: ["shutdown", "drain_delay_ms"],
 };
 
 /**

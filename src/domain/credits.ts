@@ -12,5 +12,7 @@ export interface CreditReservations extends CreditGate {
   expired(now: number): Promise<ExpiredReservation[]>;
   /** Re-reads the balances it holds from SQL, picking up changes other processes committed (CLI top-ups). */
   refresh(): Promise<void>;
+  /** How many reservations are open (read-only, for the open-reservations gauge); absent where it cannot be counted. */
+  openReservations?(): Promise<number>;
   close(): Promise<void>;
 }

@@ -71,8 +71,10 @@ export function createMemoryCreditGate(options: { source: BalanceSource; reserva
     async expired(now) {
       const out: ExpiredReservation[] = [];
       for (const [accountId, state] of accounts) {
+        // Reservations are inserted in admission order with one TTL, so they expire in order: stop at the first live one.
         for (const [decisionId, r] of state.reservations) {
-          if (r.expiresAt <= now) out.push({ accountId, decisionId, amount: nanos(r.amount) });
+          if (r.expiresAt > now) break;
+          out.push({ accountId, decisionId, amount: nanos(r.amount) });
         }
       }
       return out;
@@ -84,6 +86,11 @@ export function createMemoryCreditGate(options: { source: BalanceSource; reserva
         const state = accounts.get(accountId);
         if (state) apply(state, row.balance, row.version);
       }
+    },
+    async openReservations() {
+      let open = 0;
+      for (const state of accounts.values()) open += state.reservations.size;
+      return open;
     },
     async close() {
       accounts.clear();

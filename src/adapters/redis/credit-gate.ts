@@ -148,6 +148,18 @@ export function createRedisCreditGate(options: RedisCreditGateOptions): CreditRe
     async refresh() {
       // Cached balances expire and reload from SQL; nothing to poll.
     },
+    async openReservations() {
+      const accounts = await redis.smembers(accountsKey);
+      if (accounts.length === 0) return 0;
+      const pipeline = redis.pipeline();
+      for (const accountId of accounts) pipeline.hlen(keys(accountId).resv);
+      let open = 0;
+      for (const [error, count] of (await pipeline.exec()) ?? []) {
+        if (error) throw error;
+        open += Number(count);
+      }
+      return open;
+    },
     async close() {},
   };
 }

@@ -101,8 +101,14 @@ interface Existing {
   expiredAmount?: bigint;
 }
 
+/** Test-only hooks for failure drills; never set in production. */
+export interface LedgerTestHooks {
+  /** Sleeps this long inside every settlement transaction, after its writes and before COMMIT (a kill lands mid-commit). */
+  pauseInCommitMs?: number;
+}
+
 /** Creates the SQL ledger store over an open database. */
-export function createLedgerStore(db: Database): LedgerStore {
+export function createLedgerStore(db: Database, testHooks: LedgerTestHooks = {}): LedgerStore {
   const { knex } = db;
   const postgres = db.dialect === "postgres";
 
@@ -294,6 +300,11 @@ export function createLedgerStore(db: Database): LedgerStore {
             version: after?.version ?? -1,
             settled: settled.get(accountId) ?? [],
           });
+        }
+        if (testHooks.pauseInCommitMs) {
+          // The drill waits for this line, then SIGKILLs the process while the transaction is still open.
+          process.stderr.write(`tollgate test hook: paused ${testHooks.pauseInCommitMs} ms inside a ledger commit\n`);
+          await new Promise((resolve) => setTimeout(resolve, testHooks.pauseInCommitMs));
         }
       });
       return result;

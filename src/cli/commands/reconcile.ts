@@ -20,7 +20,7 @@ export const reconcile: Handler = async (args, out) => {
   if (!file) throw new UsageError("reconcile needs the access log FILE");
   const config = configFrom(values);
   const logger = createLogger({ level: "warn" });
-  const totals: MeterCounts & { lines: number } = { lines: 0, received: 0, billed: 0, alreadyBilled: 0, skipped: 0, deadLettered: 0 };
+  const totals: MeterCounts & { lines: number } = { lines: 0, received: 0, billed: 0, alreadyBilled: 0, skipped: 0, deadLettered: 0, spooled: 0 };
   await withStores(values, async (stores) => {
     const redis = config.redis.url ? new Redis(config.redis.url, { maxRetriesPerRequest: 1 }) : undefined;
     try {

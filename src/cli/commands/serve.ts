@@ -2,6 +2,7 @@ import { migrate, openDatabase } from "../../adapters/sql/database.js";
 import { startControlPlane, type Role } from "../../app/control-plane.js";
 import { startDataPlane, type RunningDataPlane } from "../../edge/data-plane.js";
 import { createLogger } from "../../logging.js";
+import { createMetrics } from "../../observability/metrics.js";
 import { startMockProvider, type MockProvider } from "../../mock-provider/mock-provider.js";
 import { configFrom, parse, UsageError, type Handler } from "../cli-kit.js";
 
@@ -21,16 +22,20 @@ export const serve: Handler = async (args, out) => {
   const roles = (values.role ?? [...ROLES]).flatMap((r) => r.split(","));
   for (const role of roles) if (!ROLES.includes(role as Role)) throw new UsageError(`--role must be authz, meter or admin, not "${role}"`);
   const config = configFrom(values);
-  const logger = createLogger({ level: config.log.level });
-  const plane = await startControlPlane(config, { roles: roles as Role[], logger, mockProviders: values["mock-providers"] });
+  // Every line says which process wrote it: the roles are part of the base fields.
+  const logger = createLogger({ level: config.log.level, base: { pid: process.pid, role: roles.join(",") } });
+  const metrics = createMetrics({ processMetrics: true });
+  const plane = await startControlPlane(config, { roles: roles as Role[], logger, mockProviders: values["mock-providers"], metrics });
   out.info(`tollgate: serving ${roles.join(", ")} on ${config.database.url.startsWith("sqlite:") ? `the embedded SQLite store (${config.database.url})` : "PostgreSQL"}`);
   if (plane.authz) out.info(`tollgate: authz (Envoy ext_authz gRPC) on ${config.authz.listen}`);
   if (plane.metering.server) out.info(`tollgate: meter (Envoy access log gRPC) on ${config.meter.listen}`);
   if (plane.admin) out.info(`tollgate: admin (Connect, gRPC, gRPC-Web; reflection) on ${config.admin.listen.replace(/:\d+$/, ":" + plane.admin.port)}`);
+  if (plane.metricsServer) out.info(`tollgate: metrics (/metrics, /healthz, /readyz) on ${config.metrics.listen!.replace(/:\d+$/, ":" + plane.metricsServer.port)}`);
   let mock: MockProvider | undefined;
   let dataPlane: RunningDataPlane | undefined;
   try {
-    if (values["mock-providers"]) {
+    // With --role, --mock-providers only grants the mock credentials: replicas share one mock provider.
+    if (values["mock-providers"] && values.role === undefined) {
       mock = await startMockProvider();
       out.info(`tollgate: mock provider on ${mock.url} (every provider's credential is mock-<provider>)`);
     }
@@ -44,18 +49,31 @@ export const serve: Handler = async (args, out) => {
     await plane.close();
     throw error;
   }
-  await new Promise<void>((resolve) => {
+  await new Promise<void>((resolve, reject) => {
+    let stopping = false;
     const stop = (signal: string) => {
+      if (stopping) {
+        // A second signal while draining: the operator wants out now.
+        out.info(`tollgate: ${signal} again: exiting without draining`);
+        process.exit(1);
+      }
+      stopping = true;
       out.info(`tollgate: ${signal}: draining`);
-      // The data plane stops first so no request reaches a role that is already draining.
+      // The data plane stops first so no request reaches a role that is already draining; the control plane then
+      // reports NOT_SERVING, finishes in-flight Checks, answers open access-log streams and commits the meter's batch.
       (async () => {
         await dataPlane?.close();
         await mock?.close();
         await plane.close();
-      })().then(resolve, resolve);
+      })().then(() => {
+        out.info("tollgate: drained");
+        // Everything is committed and closed; a stray handle (a half-open client socket) must not keep the process up.
+        setTimeout(() => process.exit(process.exitCode ?? 0), 1000).unref();
+        resolve();
+      }, reject);
     };
-    process.once("SIGTERM", () => stop("SIGTERM"));
-    process.once("SIGINT", () => stop("SIGINT"));
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
   });
 };
 

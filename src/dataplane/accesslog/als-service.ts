@@ -1,5 +1,5 @@
 import type * as grpc from "@grpc/grpc-js";
-import { create, toJsonString } from "@bufbuild/protobuf";
+import { create, toBinary, toJsonString } from "@bufbuild/protobuf";
 import { HTTPAccessLogEntrySchema, type HTTPAccessLogEntry } from "../../gen/envoy/data/accesslog/v3/accesslog_pb.js";
 import {
   StreamAccessLogsResponseSchema,
@@ -15,7 +15,14 @@ export function alsInput(entry: HTTPAccessLogEntry): MeterInput {
   return {
     source: "als",
     lift: () => recordFromHttpEntry(entry),
-    payload: () => toJsonString(HTTPAccessLogEntrySchema, entry),
+    payload: () => {
+      try {
+        return toJsonString(HTTPAccessLogEntrySchema, entry);
+      } catch {
+        // Proto JSON has no NaN or Infinity in a Struct value: keep the exact entry as base64 protobuf instead.
+        return JSON.stringify({ protobuf_base64: Buffer.from(toBinary(HTTPAccessLogEntrySchema, entry)).toString("base64") });
+      }
+    },
   };
 }
 

@@ -1,7 +1,9 @@
-import { create, type JsonObject } from "@bufbuild/protobuf";
+import { create, fromJson, toBinary, type JsonObject } from "@bufbuild/protobuf";
+import { StructSchema } from "@bufbuild/protobuf/wkt";
 import { HeaderValueOptionSchema, type HeaderValueOption } from "../../gen/envoy/config/core/v3/base_pb.js";
-import { CheckResponseSchema, type CheckResponse } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
+import { CheckResponseSchema, OkHttpResponseSchema, type CheckResponse } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
 import type { Admission, DenyCode, RateLimitState, Verdict } from "../../domain/verdict.js";
+import type { CatalogueModel } from "../../domain/catalogue.js";
 
 /** Headers authz sets on an allowed request; the data plane routes and rewrites by them. */
 export const HEADER = {
@@ -64,25 +66,36 @@ function rateLimitHeaders(state: RateLimitState | undefined): HeaderValueOption[
   ];
 }
 
-/** The dynamic metadata of an admission: the join key and everything the meter needs, so nothing is looked up twice. */
-export function admissionMetadata(a: Admission): JsonObject {
+/** The part of an admission's metadata fixed by the model and the prices in force (cacheable per snapshot). */
+function modelMetadata(model: CatalogueModel): JsonObject {
+  return {
+    model: model.id,
+    upstream_model: model.upstreamModel,
+    provider: model.provider,
+    // Prices and money as decimal strings: Struct numbers are doubles and money never passes through a float.
+    price_input: model.prices.input.toString(),
+    price_cached_input: model.prices.cachedInput.toString(),
+    price_output: model.prices.output.toString(),
+  };
+}
+
+/** The part of an admission's metadata that is new for every request. */
+function requestMetadata(a: Admission): JsonObject {
   return {
     decision_id: a.decisionId,
     account_id: a.accountId,
     key_id: a.keyId,
-    model: a.model.id,
-    upstream_model: a.model.upstreamModel,
-    provider: a.model.provider,
-    // Prices and money as decimal strings: Struct numbers are doubles and money never passes through a float.
-    price_input: a.prices.input.toString(),
-    price_cached_input: a.prices.cachedInput.toString(),
-    price_output: a.prices.output.toString(),
     reserved_tokens: a.reservedTokens,
     reserved_nanos: a.reservedNanos.toString(),
     prompt_tokens_estimate: a.promptTokensEstimate,
     max_output_tokens: a.maxOutputTokens,
     stream: a.stream,
   };
+}
+
+/** The dynamic metadata of an admission: the join key and everything the meter needs, so nothing is looked up twice. */
+export function admissionMetadata(a: Admission): JsonObject {
+  return { ...requestMetadata(a), ...modelMetadata(a.model) };
 }
 
 /** Maps a verdict to the CheckResponse Envoy applies. */
@@ -110,7 +123,8 @@ export function toCheckResponse(verdict: Verdict, context: ResponseContext | und
   });
 }
 
-function allowResponse(a: Admission, context: ResponseContext): CheckResponse {
+/** The request-header mutations of an allow: where the data plane sends the request and with which credential. */
+function allowHeaders(a: Admission, context: ResponseContext): HeaderValueOption[] {
   const headers = [
     set(":path", `${context.provider.basePath}/chat/completions${context.query ? "?" + context.query : ""}`),
     set("authorization", context.provider.authorization),
@@ -118,18 +132,114 @@ function allowResponse(a: Admission, context: ResponseContext): CheckResponse {
     set(HEADER.upstreamModel, a.model.upstreamModel),
   ];
   if (a.stream) headers.push(set(HEADER.stream, "1"));
-  const ours = new Set(headers.map((h) => h.header!.key));
-  const headersToRemove = context.headerNames.filter((name) => name.startsWith("x-tollgate-") && !ours.has(name));
+  return headers;
+}
+
+/**
+ * Client-sent x-tollgate-* headers: never trusted, never forwarded. Those authz sets itself are overwritten instead;
+ * x-tollgate-stream is set only for streams, so a client's copy on any other request is removed.
+ */
+function clientTollgateHeaders(headerNames: readonly string[], stream: boolean): string[] {
+  return headerNames.filter(
+    (name) =>
+      name.startsWith("x-tollgate-") &&
+      name !== HEADER.provider &&
+      name !== HEADER.upstreamModel &&
+      (name !== HEADER.stream || !stream),
+  );
+}
+
+function allowResponse(a: Admission, context: ResponseContext): CheckResponse {
   return create(CheckResponseSchema, {
     status: { code: GRPC_OK },
     httpResponse: {
       case: "okResponse",
       value: {
-        headers,
-        headersToRemove,
+        headers: allowHeaders(a, context),
+        headersToRemove: clientTollgateHeaders(context.headerNames, a.stream),
         responseHeadersToAdd: [set(HEADER.decisionId, a.decisionId), ...rateLimitHeaders(a.rateLimit)],
       },
     },
     dynamicMetadata: admissionMetadata(a),
   });
+}
+
+/** Encoded request-header mutations per route; bounded because the key space (model × stream × credential) is small. */
+const encodedHeaderCache = new Map<string, Uint8Array>();
+const ENCODED_HEADER_CACHE_MAX = 1024;
+/** Encoded model metadata, per model object: a catalogue reload makes new objects, so new prices are never stale. */
+const encodedModelMetadata = new WeakMap<CatalogueModel, Uint8Array>();
+const STATUS_OK = toBinary(CheckResponseSchema, create(CheckResponseSchema, { status: { code: GRPC_OK } }));
+const OK_RESPONSE_FIELD = CheckResponseSchema.field.okResponse!.number;
+const DYNAMIC_METADATA_FIELD = CheckResponseSchema.field.dynamicMetadata!.number;
+const LENGTH_DELIMITED = 2;
+
+function structBytes(json: JsonObject): Uint8Array {
+  return toBinary(StructSchema, fromJson(StructSchema, json));
+}
+
+function varintSize(n: number): number {
+  let size = 1;
+  while (n >= 0x80) {
+    n >>>= 7;
+    size++;
+  }
+  return size;
+}
+
+function writeVarint(out: Uint8Array, at: number, n: number): number {
+  while (n >= 0x80) {
+    out[at++] = (n & 0x7f) | 0x80;
+    n >>>= 7;
+  }
+  out[at++] = n;
+  return at;
+}
+
+/**
+ * Wire bytes of an allow CheckResponse, identical in meaning to `toBinary(toCheckResponse(a, context))` but cheaper,
+ * because most of it depends only on the route: the header mutations (model, stream, provider credential) and the
+ * model's metadata entries are encoded once and cached; per request only the decision's own fields are encoded.
+ * Every part is encoded by protobuf-es; what is written here is only the tag and length of the two embedded fields
+ * whose contents are concatenations (repeated headers; Struct map entries), which the wire format defines as the
+ * same as encoding the combined list.
+ */
+export function encodeAllow(a: Admission, context: ResponseContext): Uint8Array {
+  const cacheable = context.query === "";
+  const cacheKey = `${a.model.id}\u0000${a.stream ? 1 : 0}\u0000${context.provider.basePath}\u0000${context.provider.authorization}`;
+  let headers = cacheable ? encodedHeaderCache.get(cacheKey) : undefined;
+  if (!headers) {
+    headers = toBinary(OkHttpResponseSchema, create(OkHttpResponseSchema, { headers: allowHeaders(a, context) }));
+    if (cacheable) {
+      if (encodedHeaderCache.size >= ENCODED_HEADER_CACHE_MAX) encodedHeaderCache.clear();
+      encodedHeaderCache.set(cacheKey, headers);
+    }
+  }
+  let modelMeta = encodedModelMetadata.get(a.model);
+  if (!modelMeta) encodedModelMetadata.set(a.model, (modelMeta = structBytes(modelMetadata(a.model))));
+  const requestMeta = structBytes(requestMetadata(a));
+  const perRequest = toBinary(
+    OkHttpResponseSchema,
+    create(OkHttpResponseSchema, {
+      headersToRemove: clientTollgateHeaders(context.headerNames, a.stream),
+      responseHeadersToAdd: [set(HEADER.decisionId, a.decisionId), ...rateLimitHeaders(a.rateLimit)],
+    }),
+  );
+  const metaLength = modelMeta.length + requestMeta.length;
+  const okLength = headers.length + perRequest.length;
+  const out = new Uint8Array(
+    STATUS_OK.length + 1 + varintSize(metaLength) + metaLength + 1 + varintSize(okLength) + okLength,
+  );
+  out.set(STATUS_OK, 0);
+  let at = STATUS_OK.length;
+  at = writeVarint(out, at, (DYNAMIC_METADATA_FIELD << 3) | LENGTH_DELIMITED);
+  at = writeVarint(out, at, metaLength);
+  out.set(modelMeta, at);
+  out.set(requestMeta, (at += modelMeta.length));
+  at += requestMeta.length;
+  at = writeVarint(out, at, (OK_RESPONSE_FIELD << 3) | LENGTH_DELIMITED);
+  at = writeVarint(out, at, okLength);
+  out.set(headers, at);
+  out.set(perRequest, at + headers.length);
+  return out;
 }

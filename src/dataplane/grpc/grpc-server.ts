@@ -24,8 +24,12 @@ export function grpcDefinition(service: DescService): grpc.ServiceDefinition {
   return definition;
 }
 
+/** Serializes with protobuf-es; bytes a handler already encoded (a hot path's pre-encoded response) pass through. */
 function serializer<Desc extends DescMessage>(schema: Desc) {
-  return (message: MessageShape<Desc>) => Buffer.from(toBinary(schema, message));
+  return (message: MessageShape<Desc> | Uint8Array) => {
+    const bytes = message instanceof Uint8Array ? message : toBinary(schema, message);
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  };
 }
 
 function deserializer<Desc extends DescMessage>(schema: Desc) {

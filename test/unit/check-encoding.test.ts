@@ -1,0 +1,63 @@
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { describe, expect, it } from "vitest";
+import { CheckResponseSchema } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
+import { encodeAllow, toCheckResponse, type ResponseContext } from "../../src/dataplane/authz/check-response.js";
+import type { Admission } from "../../src/domain/verdict.js";
+import { nanos, picoPerToken } from "../../src/domain/money.js";
+
+function admission(overrides: Partial<Admission> = {}): Admission {
+  const prices = { input: picoPerToken(5_000_000n), cachedInput: picoPerToken(500_000n), output: picoPerToken(30_000_000n) };
+  return {
+    kind: "allow",
+    decisionId: "9b1c7a4e-0000-4000-8000-000000000001",
+    accountId: "acct_1",
+    keyId: "key_1",
+    model: { id: "gpt-5.5", displayName: "GPT-5.5", provider: "openai", upstreamModel: "gpt-5.5", tier: "premium", prices, contextWindow: 1, maxOutputTokens: 10, retired: false },
+    prices,
+    stream: false,
+    promptTokensEstimate: 12,
+    maxOutputTokens: 64,
+    reservedTokens: 76,
+    reservedNanos: nanos(1980n),
+    ...overrides,
+  };
+}
+
+const context = (extra: Partial<ResponseContext> = {}): ResponseContext => ({
+  headerNames: [":path", "authorization", "content-type"],
+  query: "",
+  provider: { basePath: "/v1", authorization: "Bearer sk-upstream" },
+  ...extra,
+});
+
+describe("encodeAllow: the allow fast path encodes the same CheckResponse as the message path", () => {
+  const cases: Array<[string, Admission, ResponseContext]> = [
+    ["plain", admission(), context()],
+    ["stream with rate-limit headers", admission({ stream: true, rateLimit: { requests: { limit: 60, remaining: 59, resetSeconds: 60 }, tokens: { limit: 1000, remaining: 924, resetSeconds: 60 } } }), context()],
+    ["query string kept across the rewrite", admission(), context({ query: "trace=1" })],
+    ["client x-tollgate headers removed", admission({ decisionId: "other-id" }), context({ headerNames: ["x-tollgate-provider", "x-tollgate-debug", "x-tollgate-stream", "accept"] })],
+    ["client x-tollgate-stream kept (overwritten) on a stream", admission({ stream: true }), context({ headerNames: ["x-tollgate-stream", "x-tollgate-debug"] })],
+    ["another provider", admission({ model: { ...admission().model, id: "gemini-3.1-pro", provider: "google", upstreamModel: "gemini-3.1-pro-preview" } }), context({ provider: { basePath: "/v1beta/openai", authorization: "Bearer g" } })],
+  ];
+  for (const [name, a, ctx] of cases) {
+    it(name, () => {
+      const expected = toCheckResponse(a, ctx);
+      // Twice: the second call is served from the header cache.
+      for (let i = 0; i < 2; i++) {
+        const decoded = fromBinary(CheckResponseSchema, encodeAllow(a, ctx));
+        expect(decoded).toEqual(fromBinary(CheckResponseSchema, toBinary(CheckResponseSchema, expected)));
+      }
+    });
+  }
+
+  it("removes a client's x-tollgate-stream from a request that is not a stream", () => {
+    const res = fromBinary(CheckResponseSchema, encodeAllow(admission(), context({ headerNames: ["x-tollgate-stream", "x-tollgate-provider"] })));
+    expect(res.httpResponse.case === "okResponse" && res.httpResponse.value.headersToRemove).toEqual(["x-tollgate-stream"]);
+  });
+
+  it("does not serve one route's cached headers to another", () => {
+    const a = fromBinary(CheckResponseSchema, encodeAllow(admission(), context()));
+    const b = fromBinary(CheckResponseSchema, encodeAllow(admission({ stream: true }), context()));
+    expect(a).not.toEqual(b);
+  });
+});

@@ -1,4 +1,6 @@
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
+import { connectRedis, createRedisClient } from "../adapters/redis/client.js";
+import { throttled } from "./rate-limits.js";
 import { AccessLogService } from "../gen/envoy/service/accesslog/v3/als_pb.js";
 import { createMemoryCreditGate } from "../adapters/memory/credit-gate.js";
 import { createRedisCreditGate } from "../adapters/redis/credit-gate.js";
@@ -46,11 +48,17 @@ export async function startMetering(
   let redis: Redis | undefined;
   let credits: CreditReservations;
   if (config.redis.url) {
-    redis = new Redis(config.redis.url, { maxRetriesPerRequest: 1, lazyConnect: false });
-    redis.on("error", (error) => {
-      options.onRedisError?.();
-      logger.warn({ err: error }, "redis (credits) connection error");
+    // Same behaviour as the limiter's connection: no queueing while Redis is down (a Check must be answered now, and
+    // admission turns the error into a 503), auto-pipelining so concurrent Checks share round trips.
+    const warn = throttled(10_000, (suppressed, err) => logger.warn({ err, suppressed }, "redis (credits) connection error"));
+    redis = createRedisClient(config.redis.url, {
+      commandTimeoutMs: config.redis.command_timeout_ms,
+      onError: (error) => {
+        options.onRedisError?.();
+        warn(error);
+      },
     });
+    void connectRedis(redis);
     credits = createRedisCreditGate({ redis, source: ledger, reservationTtlMs: config.meter.reservation_ttl_ms, prefix: `${config.redis.prefix}:` });
   } else {
     credits = createMemoryCreditGate({ source: ledger, reservationTtlMs: config.meter.reservation_ttl_ms });

@@ -110,11 +110,16 @@ export function createRedisCreditGate(options: RedisCreditGateOptions): CreditRe
   return {
     async reserve({ accountId, decisionId, amount, now }) {
       const k = keys(accountId);
-      // Index first: an account holding a reservation is always found by the expiry sweep.
-      await redis.sadd(accountsKey, accountId);
+      // Index first: an account holding a reservation is always found by the expiry sweep. Commands on one
+      // connection run in order, so the index is written before the reservation without waiting a round trip for it.
+      const indexed = redis.sadd(accountsKey, accountId);
+      indexed.catch(() => undefined);
       for (let attempt = 0; attempt < 3; attempt++) {
         const [status, available] = await redis.tollgateCreditReserve(k.bal, k.resv, k.exp, k.held, decisionId, amount.toString(), now + options.reservationTtlMs);
-        if (status === 1) return { reserved: true };
+        if (status === 1) {
+          await indexed;
+          return { reserved: true };
+        }
         if (status === 0) return { reserved: false, available: nanos(BigInt(available)) };
         await load(accountId);
       }

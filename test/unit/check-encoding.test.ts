@@ -61,3 +61,33 @@ describe("encodeAllow: the allow fast path encodes the same CheckResponse as the
     expect(a).not.toEqual(b);
   });
 });
+
+describe("encodeAllow on arbitrary values", () => {
+  it("decodes to the message path's CheckResponse for random ids, header names, limits and prices", async () => {
+    const fc = (await import("fast-check")).default;
+    fc.assert(
+      fc.property(
+        fc.string({ unit: "binary" }),
+        fc.string({ unit: "grapheme" }),
+        fc.array(fc.string({ unit: "binary" }).map((s) => `x-tollgate-${s}`), { maxLength: 3 }),
+        fc.boolean(),
+        fc.nat(),
+        fc.nat({ max: 2 ** 31 }),
+        fc.option(fc.record({ limit: fc.nat(), remaining: fc.nat(), resetSeconds: fc.nat({ max: 60 }) }), { nil: undefined }),
+        fc.bigInt({ min: 0n, max: 2n ** 62n }),
+        (decisionId, accountId, clientHeaders, stream, estimate, maxOut, window, reserved) => {
+          const a = admission({
+            decisionId, accountId, stream, promptTokensEstimate: estimate, maxOutputTokens: maxOut,
+            reservedTokens: estimate + maxOut, reservedNanos: nanos(reserved),
+            rateLimit: window ? { requests: window, tokens: { ...window, limit: window.limit * 1000 } } : undefined,
+          });
+          const ctx = context({ headerNames: [...clientHeaders, "accept"] });
+          const fast = fromBinary(CheckResponseSchema, encodeAllow(a, ctx));
+          const slow = fromBinary(CheckResponseSchema, toBinary(CheckResponseSchema, toCheckResponse(a, ctx)));
+          expect(fast).toEqual(slow);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});

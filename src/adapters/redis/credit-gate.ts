@@ -71,6 +71,9 @@ interface CreditCommands {
   tollgateCreditCommit(bal: string, resv: string, exp: string, held: string, version: number, balance: string, ...decisions: string[]): Promise<number>;
 }
 
+/** How often a process re-adds an account to the sweep index (cheap insurance against a Redis restart). */
+const INDEX_REFRESH_MS = 30_000;
+
 /** Options for the Redis credit gate. */
 export interface RedisCreditGateOptions {
   redis: Redis;
@@ -101,6 +104,8 @@ export function createRedisCreditGate(options: RedisCreditGateOptions): CreditRe
     return { bal: base + "bal", resv: base + "resv", exp: base + "exp", held: base + "held" };
   };
   const accountsKey = `${prefix}credit_accounts`;
+  /** When this process last put each account in the sweep index. */
+  const indexedAt = new Map<string, number>();
 
   async function load(accountId: string): Promise<void> {
     const row = (await options.source.balances([accountId])).get(accountId) ?? { balance: nanos(0n), version: 0 };
@@ -111,9 +116,13 @@ export function createRedisCreditGate(options: RedisCreditGateOptions): CreditRe
     async reserve({ accountId, decisionId, amount, now }) {
       const k = keys(accountId);
       // Index first: an account holding a reservation is always found by the expiry sweep. Commands on one
-      // connection run in order, so the index is written before the reservation without waiting a round trip for it.
-      const indexed = redis.sadd(accountsKey, accountId);
-      indexed.catch(() => undefined);
+      // connection run in order, so the index is written before the reservation without waiting a round trip for it;
+      // and once per account per interval, since re-adding a member is a no-op (the interval covers a Redis restart).
+      let indexed: Promise<unknown> = Promise.resolve();
+      if ((indexedAt.get(accountId) ?? -Infinity) <= now - INDEX_REFRESH_MS) {
+        indexed = redis.sadd(accountsKey, accountId).then(() => indexedAt.set(accountId, now));
+        indexed.catch(() => undefined);
+      }
       for (let attempt = 0; attempt < 3; attempt++) {
         const [status, available] = await redis.tollgateCreditReserve(k.bal, k.resv, k.exp, k.held, decisionId, amount.toString(), now + options.reservationTtlMs);
         if (status === 1) {

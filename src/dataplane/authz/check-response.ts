@@ -4,6 +4,7 @@ import { HeaderValueOptionSchema, type HeaderValueOption } from "../../gen/envoy
 import { CheckResponseSchema, OkHttpResponseSchema, type CheckResponse } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
 import type { Admission, DenyCode, RateLimitState, Verdict } from "../../domain/verdict.js";
 import type { CatalogueModel } from "../../domain/catalogue.js";
+import { AllowWireWriter } from "./allow-wire.js";
 
 /** Headers authz sets on an allowed request; the data plane routes and rewrites by them. */
 export const HEADER = {
@@ -54,16 +55,20 @@ function set(key: string, value: string): HeaderValueOption {
   return create(HeaderValueOptionSchema, { header: { key, value }, append: false });
 }
 
-function rateLimitHeaders(state: RateLimitState | undefined): HeaderValueOption[] {
-  if (!state) return [];
+/** OpenAI's x-ratelimit-* headers for a rate-limit state, as name/value pairs. */
+function rateLimitPairs(state: RateLimitState): Array<[string, string]> {
   return [
-    set("x-ratelimit-limit-requests", String(state.requests.limit)),
-    set("x-ratelimit-remaining-requests", String(state.requests.remaining)),
-    set("x-ratelimit-reset-requests", `${state.requests.resetSeconds}s`),
-    set("x-ratelimit-limit-tokens", String(state.tokens.limit)),
-    set("x-ratelimit-remaining-tokens", String(state.tokens.remaining)),
-    set("x-ratelimit-reset-tokens", `${state.tokens.resetSeconds}s`),
+    ["x-ratelimit-limit-requests", String(state.requests.limit)],
+    ["x-ratelimit-remaining-requests", String(state.requests.remaining)],
+    ["x-ratelimit-reset-requests", `${state.requests.resetSeconds}s`],
+    ["x-ratelimit-limit-tokens", String(state.tokens.limit)],
+    ["x-ratelimit-remaining-tokens", String(state.tokens.remaining)],
+    ["x-ratelimit-reset-tokens", `${state.tokens.resetSeconds}s`],
   ];
+}
+
+function rateLimitHeaders(state: RateLimitState | undefined): HeaderValueOption[] {
+  return state ? rateLimitPairs(state).map(([key, value]) => set(key, value)) : [];
 }
 
 /** The part of an admission's metadata fixed by the model and the prices in force (cacheable per snapshot). */
@@ -173,6 +178,11 @@ const STATUS_OK = toBinary(CheckResponseSchema, create(CheckResponseSchema, { st
 const OK_RESPONSE_FIELD = CheckResponseSchema.field.okResponse!.number;
 const DYNAMIC_METADATA_FIELD = CheckResponseSchema.field.dynamicMetadata!.number;
 const LENGTH_DELIMITED = 2;
+const HEADERS_TO_REMOVE_FIELD = OkHttpResponseSchema.field.headersToRemove!.number;
+const RESPONSE_HEADERS_FIELD = OkHttpResponseSchema.field.responseHeadersToAdd!.number;
+/** Reused per-request buffers: Check runs on one thread and copies out before the next call. */
+const metaWriter = new AllowWireWriter();
+const okWriter = new AllowWireWriter();
 
 function structBytes(json: JsonObject): Uint8Array {
   return toBinary(StructSchema, fromJson(StructSchema, json));
@@ -200,9 +210,9 @@ function writeVarint(out: Uint8Array, at: number, n: number): number {
  * Wire bytes of an allow CheckResponse, identical in meaning to `toBinary(toCheckResponse(a, context))` but cheaper,
  * because most of it depends only on the route: the header mutations (model, stream, provider credential) and the
  * model's metadata entries are encoded once and cached; per request only the decision's own fields are encoded.
- * Every part is encoded by protobuf-es; what is written here is only the tag and length of the two embedded fields
- * whose contents are concatenations (repeated headers; Struct map entries), which the wire format defines as the
- * same as encoding the combined list.
+ * The cached parts are encoded by protobuf-es; the per-request parts (response header options, the decision's Struct
+ * entries) by `AllowWireWriter`, and the two embedded fields whose contents are concatenations (repeated headers;
+ * Struct map entries) get their tag and length here: the wire format defines that as encoding the combined list.
  */
 export function encodeAllow(a: Admission, context: ResponseContext): Uint8Array {
   const cacheable = context.query === "";
@@ -217,14 +227,14 @@ export function encodeAllow(a: Admission, context: ResponseContext): Uint8Array 
   }
   let modelMeta = encodedModelMetadata.get(a.model);
   if (!modelMeta) encodedModelMetadata.set(a.model, (modelMeta = structBytes(modelMetadata(a.model))));
-  const requestMeta = structBytes(requestMetadata(a));
-  const perRequest = toBinary(
-    OkHttpResponseSchema,
-    create(OkHttpResponseSchema, {
-      headersToRemove: clientTollgateHeaders(context.headerNames, a.stream),
-      responseHeadersToAdd: [set(HEADER.decisionId, a.decisionId), ...rateLimitHeaders(a.rateLimit)],
-    }),
-  );
+  const meta = metaWriter.reset();
+  for (const [key, value] of Object.entries(requestMetadata(a))) meta.structEntry(key, value as string | number | boolean);
+  const requestMeta = meta.bytes();
+  const ok = okWriter.reset();
+  for (const name of clientTollgateHeaders(context.headerNames, a.stream)) ok.string(HEADERS_TO_REMOVE_FIELD, name);
+  ok.headerOption(RESPONSE_HEADERS_FIELD, HEADER.decisionId, a.decisionId);
+  if (a.rateLimit) for (const [key, value] of rateLimitPairs(a.rateLimit)) ok.headerOption(RESPONSE_HEADERS_FIELD, key, value);
+  const perRequest = ok.bytes();
   const metaLength = modelMeta.length + requestMeta.length;
   const okLength = headers.length + perRequest.length;
   const out = new Uint8Array(

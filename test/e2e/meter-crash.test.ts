@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { appendFileSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -9,19 +8,10 @@ import { openStores } from "../../src/app/stores.js";
 import { loadConfig } from "../../src/config/config.js";
 import { nanos, picoPerToken, requestCost } from "../../src/domain/money.js";
 import { alsEntry, connectAls, fileLogLine, type EntryShape } from "../support/als-client.js";
+import { freePort } from "../support/ports.js";
 
 const ROOT = join(import.meta.dirname, "../..");
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-    server.on("error", reject);
-  });
-}
 
 /** Runs the CLI as its own single node process (no npx wrapper), so SIGKILL hits the server itself. */
 function cli(args: string[], env: Record<string, string>): ChildProcess {

@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { appendFileSync, existsSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -12,6 +11,7 @@ import { loadConfig } from "../../src/config/config.js";
 import { nanos, picoPerToken, requestCost } from "../../src/domain/money.js";
 import { alsEntry, connectAls, fileLogLine, type EntryShape } from "../support/als-client.js";
 import { postgresBinDir, startPostgresInstance } from "../support/postgres-instance.js";
+import { freePort } from "../support/ports.js";
 
 const ROOT = join(import.meta.dirname, "../..");
 const CI = process.env.CI === "true" || process.env.CI === "1";
@@ -19,16 +19,6 @@ const PRICES = { input: 2_500_000n, cachedInput: 1_250_000n, output: 10_000_000n
 const TOP_UP = 100_000_000_000n;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-    server.on("error", reject);
-  });
-}
 
 /** The meter as its own node process (no npx wrapper), so SIGKILL hits the server itself. */
 interface MeterProcess {

@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
@@ -12,14 +11,8 @@ import { loadConfig, PACKAGE_ROOT } from "../../src/config/config.js";
 import { nanos } from "../../src/domain/money.js";
 import { connectAuthz, envoyCheckRequest, outcome } from "../support/authz-client.js";
 import { alsEntry, connectAls } from "../support/als-client.js";
+import { freePort } from "../support/ports.js";
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

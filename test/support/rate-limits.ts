@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { createServer } from "node:net";
 import type { TestPlane } from "./control-plane.js";
 import { envoyCheckRequest } from "./authz-client.js";
+import { freePort } from "./ports.js";
+export { freePort };
 
 /** A chat request on a basic-tier model with a small, fixed output cap. */
 export function chatCheck(secret: string, maxTokens = 16) {
@@ -18,17 +19,6 @@ export async function fund(plane: TestPlane, accountId: string): Promise<void> {
   await (plane.plane as { metering?: { credits?: { refresh?(): Promise<void> } } }).metering?.credits?.refresh?.();
 }
 
-/** A port nothing listens on right now. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Starts a private redis-server (no persistence) on `port` and waits until it accepts connections. */
 export async function startRedisServer(port: number): Promise<ChildProcess> {

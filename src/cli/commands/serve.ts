@@ -1,6 +1,6 @@
 import { migrate, openDatabase } from "../../adapters/sql/database.js";
 import { startControlPlane, type Role } from "../../app/control-plane.js";
-import { startDataPlane, type RunningDataPlane } from "../../edge/data-plane.js";
+import { findEnvoy, startDataPlane, type RunningDataPlane } from "../../edge/data-plane.js";
 import { createLogger } from "../../logging.js";
 import { createMetrics } from "../../observability/metrics.js";
 import { startMockProvider, type MockProvider } from "../../mock-provider/mock-provider.js";
@@ -22,6 +22,12 @@ export const serve: Handler = async (args, out) => {
   const roles = (values.role ?? [...ROLES]).flatMap((r) => r.split(","));
   for (const role of roles) if (!ROLES.includes(role as Role)) throw new UsageError(`--role must be authz, meter or admin, not "${role}"`);
   const config = configFrom(values);
+  const withDataPlane = values.role === undefined && !values["no-data-plane"];
+  // Said first, before any log line: which data plane this run will put in front of the roles.
+  if (withDataPlane) {
+    const envoy = findEnvoy();
+    out.info(`tollgate: data plane: ${envoy ? `Envoy (${envoy}) with envoy/envoy.local.yaml` : "the local edge, a development stand-in for Envoy (no envoy on PATH)"}`);
+  }
   // Every line says which process wrote it: the roles are part of the base fields.
   const logger = createLogger({ level: config.log.level, base: { pid: process.pid, role: roles.join(",") } });
   const metrics = createMetrics({ processMetrics: true });
@@ -40,7 +46,7 @@ export const serve: Handler = async (args, out) => {
       out.info(`tollgate: mock provider on ${mock.url} (every provider's credential is mock-<provider>)`);
     }
     // A single-role process is one replica behind a separately run Envoy; only the all-in-one serve brings its own.
-    if (values.role === undefined && !values["no-data-plane"]) {
+    if (withDataPlane) {
       dataPlane = await startDataPlane({ authzAddress: config.authz.listen, meterAddress: config.meter.listen, logger });
       out.info(`tollgate: data plane: ${dataPlane.description}`);
     }

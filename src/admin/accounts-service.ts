@@ -3,7 +3,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { AccountService, ListAccountsResponseSchema } from "../gen/tollgate/admin/v1/accounts_pb.js";
 import { caller, requireAccount, requireOperator } from "./access.js";
 import { audit, type AdminDeps } from "./admin-deps.js";
-import { decodePageToken, encodePageToken, pageSize } from "./page-token.js";
+import { afterKeyset, decodePageToken, pageOf, pageSize } from "./page-token.js";
 import { id, invalid, text } from "./validate.js";
 import { accountMessage, notFound, storeCall } from "./views.js";
 
@@ -41,14 +41,8 @@ export function accountService(deps: AdminDeps): ServiceImpl<typeof AccountServi
       const after = decodePageToken(req.pageToken, scope, ["number", "string"]);
       let q = knex("accounts").orderBy([{ column: "created_at" }, { column: "id" }]).limit(size + 1);
       if (who.kind === "account") q = q.where({ id: who.accountId });
-      if (after) q = q.where((w) => w.where("created_at", ">", after[0]!).orWhere((x) => x.where("created_at", "=", after[0]!).andWhere("id", ">", after[1]!)));
-      const rows = await q;
-      const page = rows.slice(0, size);
-      const last = page[page.length - 1];
-      return create(ListAccountsResponseSchema, {
-        accounts: page.map(accountMessage),
-        nextPageToken: rows.length > size && last ? encodePageToken([Number(last.created_at), last.id], scope) : "",
-      });
+      const { page, nextPageToken } = pageOf(await afterKeyset(q, ["created_at", "id"], after), size, scope, (last) => [Number(last.created_at), last.id]);
+      return create(ListAccountsResponseSchema, { accounts: page.map(accountMessage), nextPageToken });
     },
     async updateAccount(req, ctx) {
       const who = await caller(deps.authenticate, ctx);

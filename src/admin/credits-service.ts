@@ -6,7 +6,7 @@ import { nanos } from "../domain/money.js";
 import { CreditService, LedgerEntrySchema, ListLedgerEntriesResponseSchema, TopUpResponseSchema } from "../gen/tollgate/admin/v1/credits_pb.js";
 import { caller, requireAccount } from "./access.js";
 import { audit, type AdminDeps } from "./admin-deps.js";
-import { decodePageToken, encodePageToken, pageSize } from "./page-token.js";
+import { decodePageToken, pageOf, pageSize } from "./page-token.js";
 import { id, invalid, positive, text } from "./validate.js";
 import { notFound, storeCall } from "./views.js";
 
@@ -78,15 +78,13 @@ export function creditService(deps: AdminDeps): ServiceImpl<typeof CreditService
       let q = knex("ledger_entries").where({ account_id: accountId }).orderBy("id", "desc").limit(size + 1);
       // Ids are bigints; the cursor carries them as decimal strings so they never pass through a float.
       if (after) q = q.andWhere("id", "<", after[0]! as string);
-      const rows = await q;
-      const page = rows.slice(0, size);
-      const last = page[page.length - 1];
+      const { page, nextPageToken } = pageOf(await q, size, scope, (last) => [String(last.id)]);
       return create(ListLedgerEntriesResponseSchema, {
         entries: page.map((r) => create(LedgerEntrySchema, {
           id: String(r.id), kind: r.kind as string, amountNanoUsd: big(r.amount), reference: r.decision_id as string,
           estimated: bool(r.estimated), createdAt: timestampFromMs(int(r.created_at)),
         })),
-        nextPageToken: rows.length > size && last ? encodePageToken([String(last.id)], scope) : "",
+        nextPageToken,
       });
     },
   };

@@ -5,7 +5,7 @@ import { KeyService, ListKeysResponseSchema } from "../gen/tollgate/admin/v1/key
 import type { Principal } from "./tokens.js";
 import { caller, canSee, requireAccount } from "./access.js";
 import { audit, type AdminDeps } from "./admin-deps.js";
-import { decodePageToken, encodePageToken, pageSize } from "./page-token.js";
+import { afterKeyset, decodePageToken, pageOf, pageSize } from "./page-token.js";
 import { count, id, invalid, labels as checkLabels, text } from "./validate.js";
 import { keyMessage, notFound, storeCall } from "./views.js";
 
@@ -69,14 +69,8 @@ export function keyService(deps: AdminDeps): ServiceImpl<typeof KeyService> {
       const scope = `keys:${accountId}`;
       const after = decodePageToken(req.pageToken, scope, ["number", "string"]);
       let q = knex("api_keys").where({ account_id: accountId }).orderBy([{ column: "created_at" }, { column: "id" }]).limit(size + 1);
-      if (after) q = q.andWhere((w) => w.where("created_at", ">", after[0]!).orWhere((x) => x.where("created_at", "=", after[0]!).andWhere("id", ">", after[1]!)));
-      const rows = await q;
-      const page = rows.slice(0, size);
-      const last = page[page.length - 1];
-      return create(ListKeysResponseSchema, {
-        keys: page.map(keyMessage),
-        nextPageToken: rows.length > size && last ? encodePageToken([Number(last.created_at), last.id], scope) : "",
-      });
+      const { page, nextPageToken } = pageOf(await afterKeyset(q, ["created_at", "id"], after), size, scope, (last) => [Number(last.created_at), last.id]);
+      return create(ListKeysResponseSchema, { keys: page.map(keyMessage), nextPageToken });
     },
     async updateKey(req, ctx) {
       const who = await caller(deps.authenticate, ctx);

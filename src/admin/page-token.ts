@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
+import type { Knex } from "knex";
 
 /** Default and maximum page sizes for every list RPC. */
 export const DEFAULT_PAGE_SIZE = 100;
@@ -41,4 +42,22 @@ export function pageSize(size: number): number {
 
 function digest(scope: string): string {
   return createHash("sha256").update(scope).digest("base64url").slice(0, 12);
+}
+
+/**
+ * Narrows a list query to the rows strictly after a two-column keyset cursor (a time column, then an id that breaks
+ * ties), in the list's order.
+ */
+export function afterKeyset<Q extends Knex.QueryBuilder>(query: Q, columns: readonly [string, string], after: Array<string | number> | undefined, order: "asc" | "desc" = "asc"): Q {
+  if (!after) return query;
+  const [time, id] = columns;
+  const beyond = order === "asc" ? ">" : "<";
+  return query.andWhere((w) => w.where(time, beyond, after[0]!).orWhere((x) => x.where(time, "=", after[0]!).andWhere(id, beyond, after[1]!))) as Q;
+}
+
+/** Splits the `size + 1` rows a list fetched into the page and the token for the next page ("" on the last one). */
+export function pageOf<R>(rows: R[], size: number, scope: string, cursor: (last: R) => ReadonlyArray<string | number>): { page: R[]; nextPageToken: string } {
+  const page = rows.slice(0, size);
+  const last = page[page.length - 1];
+  return { page, nextPageToken: rows.length > size && last !== undefined ? encodePageToken(cursor(last), scope) : "" };
 }

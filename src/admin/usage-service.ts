@@ -9,7 +9,7 @@ import {
 import type { Principal } from "./tokens.js";
 import { caller, requireAccount } from "./access.js";
 import type { AdminDeps } from "./admin-deps.js";
-import { decodePageToken, encodePageToken, pageSize } from "./page-token.js";
+import { afterKeyset, decodePageToken, pageOf, pageSize } from "./page-token.js";
 import { exportUsage, selectUsage, type UsageSelection } from "./usage-export.js";
 import { id, invalid, time } from "./validate.js";
 
@@ -75,10 +75,8 @@ export function usageService(deps: AdminDeps): ServiceImpl<typeof UsageService> 
       const scope = `usage:${JSON.stringify(s)}`;
       const after = decodePageToken(req.pageToken, scope, ["number", "string"]);
       let q = selectUsage(knex("usage_log"), s).orderBy([{ column: "time", order: "desc" }, { column: "decision_id", order: "desc" }]).limit(size + 1);
-      if (after) q = q.andWhere((w) => w.where("time", "<", after[0]!).orWhere((x) => x.where("time", "=", after[0]!).andWhere("decision_id", "<", after[1]!)));
-      const rows: Array<Record<string, unknown>> = await q;
-      const page = rows.slice(0, size);
-      const last = page[page.length - 1];
+      const rows: Array<Record<string, unknown>> = await afterKeyset(q, ["time", "decision_id"], after, "desc");
+      const { page, nextPageToken } = pageOf(rows, size, scope, (last) => [int(last.time), last.decision_id as string]);
       return create(ListUsageResponseSchema, {
         records: page.map((r) => create(UsageRecordSchema, {
           decisionId: r.decision_id as string, requestId: r.request_id as string, time: timestampFromMs(int(r.time)),
@@ -87,7 +85,7 @@ export function usageService(deps: AdminDeps): ServiceImpl<typeof UsageService> 
           cachedTokens: big(r.cached_tokens), reasoningTokens: big(r.reasoning_tokens), costNanoUsd: big(r.cost),
           estimated: bool(r.estimated), durationMs: big(r.duration_ms),
         })),
-        nextPageToken: rows.length > size && last ? encodePageToken([int(last.time), last.decision_id as string], scope) : "",
+        nextPageToken,
       });
     },
     async *exportUsage(req, ctx) {

@@ -149,6 +149,18 @@ function showModels(out: Output, models: Model[]) {
 }
 const shownOnce = "This secret is shown once; store it now.";
 
+/** Follows page tokens to the end of a list: the CLI shows whole lists, the API serves them in pages. */
+async function allPages<R>(fetch: (pageToken: string) => Promise<{ rows: R[]; nextPageToken: string }>): Promise<R[]> {
+  const rows: R[] = [];
+  let pageToken = "";
+  do {
+    const page = await fetch(pageToken);
+    rows.push(...page.rows);
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+  return rows;
+}
+
 /** `tollgate accounts …` through the admin API. */
 export const accountsApi: Handler = group("accounts", {
   async create(args, out) {
@@ -160,16 +172,10 @@ export const accountsApi: Handler = group("accounts", {
   },
   async list(args, out) {
     const { values } = parse(args, {});
-    const all = await withAdmin(values, async (c) => {
-      const rows: Account[] = [];
-      let pageToken = "";
-      do {
-        const page = await c.accounts.listAccounts({ pageToken, pageSize: 1000 });
-        rows.push(...page.accounts);
-        pageToken = page.nextPageToken;
-      } while (pageToken);
-      return rows;
-    });
+    const all = await withAdmin(values, (c) => allPages(async (pageToken) => {
+      const page = await c.accounts.listAccounts({ pageToken, pageSize: 1000 });
+      return { rows: page.accounts, nextPageToken: page.nextPageToken };
+    }));
     showAccounts(out, all);
   },
   async get(args, out) {
@@ -208,16 +214,10 @@ export const keysApi: Handler = group("keys", {
   async list(args, out) {
     const { values } = parse(args, { account: { type: "string" } });
     const accountId = values.account ?? "";
-    const keys = await withAdmin(values, async (c) => {
-      const rows: Key[] = [];
-      let pageToken = "";
-      do {
-        const page = await c.keys.listKeys({ accountId, pageToken, pageSize: 1000 });
-        rows.push(...page.keys);
-        pageToken = page.nextPageToken;
-      } while (pageToken);
-      return rows;
-    });
+    const keys = await withAdmin(values, (c) => allPages(async (pageToken) => {
+      const page = await c.keys.listKeys({ accountId, pageToken, pageSize: 1000 });
+      return { rows: page.keys, nextPageToken: page.nextPageToken };
+    }));
     showKeys(out, keys);
   },
   async get(args, out) {

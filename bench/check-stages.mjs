@@ -15,7 +15,7 @@ import { openStores } from "../dist/app/stores.js";
 import { createKeyCache } from "../dist/adapters/memory/key-cache.js";
 import { liftCheckRequest } from "../dist/dataplane/authz/check-request.js";
 import { encodeAllow, toCheckResponse } from "../dist/dataplane/authz/check-response.js";
-import { check, checkEncoded } from "../dist/dataplane/authz/authz-service.js";
+import { checkEncoded } from "../dist/dataplane/authz/authz-service.js";
 import { admit } from "../dist/domain/admission.js";
 import { parseChatRequest } from "../dist/domain/chat-request.js";
 import { estimateChatPromptTokens } from "../dist/domain/token-estimate.js";
@@ -57,7 +57,6 @@ const stages = [
   ["toBinary(allow CheckResponse)", () => toBinary(CheckResponseSchema, allow)],
   ["toBinary(the same, without dynamic_metadata)", () => toBinary(CheckResponseSchema, allowWithoutMetadata)],
   ["encodeAllow (what the gRPC path sends: cached header encoding)", () => encodeAllow(verdict, { headerNames: lifted.headerNames, query: lifted.query, provider: routes.get("openai") })],
-  ["check() end to end, no transport (message)", () => check(message, options)],
   ["checkEncoded() end to end, no transport (wire bytes)", () => checkEncoded(message, options)],
 ];
 

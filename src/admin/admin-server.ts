@@ -6,7 +6,7 @@ import { pipeline } from "node:stream/promises";
 import { ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { splitListen } from "../config/config.js";
+import { listenOn } from "../observability/listen.js";
 import { AccountService } from "../gen/tollgate/admin/v1/accounts_pb.js";
 import { AuditService } from "../gen/tollgate/admin/v1/audit_pb.js";
 import { CatalogueService } from "../gen/tollgate/admin/v1/catalogue_pb.js";
@@ -92,13 +92,9 @@ export async function startAdminServer(address: string, deps: AdminDeps, ready: 
     };
     socket.on("data", sniff);
   });
-  const { host, port } = splitListen(address);
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => resolve());
-  });
+  const port = await listenOn(server, address);
   return {
-    port: (server.address() as net.AddressInfo).port,
+    port,
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const session of sessions) session.close();

@@ -77,15 +77,16 @@ export async function startControlPlane(config: Config, options: ControlPlaneOpt
     await rateLimiting.close();
     throw error;
   }
-  let snapshot = await stores.catalogue.snapshot();
-  let catalogueVersion = await stores.catalogue.version();
-  let routes = providerRoutes(snapshot, config, options.mockProviders ?? false);
-  const keyCache = createKeyCache({ source: stores.keys, clock });
-
+  let snapshot: CatalogueSnapshot;
+  let routes: Map<string, ProviderRoute>;
   const reloadCatalogue = async () => {
     snapshot = await stores.catalogue.snapshot();
     routes = providerRoutes(snapshot, config, options.mockProviders ?? false);
   };
+  await reloadCatalogue();
+  let catalogueVersion = await stores.catalogue.version();
+  const keyCache = createKeyCache({ source: stores.keys, clock });
+
   // Redis pub/sub invalidation: revocation on any replica or the CLI reaches this cache in milliseconds. The poll
   // below stays on regardless, as the fallback for anything published while this subscriber was disconnected.
   let subscription: KeyEventsSubscription | undefined;

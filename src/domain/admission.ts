@@ -2,7 +2,7 @@ import { hashSecret, secretShape } from "./api-key.js";
 import { modelRefusal, modelsForKey, type CatalogueModel, type CatalogueSnapshot, type Plan } from "./catalogue.js";
 import { parseChatRequest, type RequestBody } from "./chat-request.js";
 import { keyState, type ResolvedKey } from "./keys.js";
-import { addNanos, nanos, tokenCost, type Nanos } from "./money.js";
+import { addNanos, tokenCost, type Nanos } from "./money.js";
 import { estimateChatPromptTokens } from "./token-estimate.js";
 import { deny, type Admission, type Deny, type RateLimitState, type Verdict } from "./verdict.js";
 
@@ -82,11 +82,12 @@ export async function admit(request: AdmissionRequest, deps: AdmissionDeps): Pro
   const plan = snapshot.plans.get(account.planId);
   if (!plan) return deny("unavailable", "The account's plan is not configured; contact the operator.");
 
-  const route = `${request.method.toUpperCase()} ${request.path}`;
+  const method = request.method.toUpperCase();
+  const route = `${method} ${request.path}`;
   if (route === "GET /v1/models") {
     return { kind: "answer", body: { object: "list", data: modelsForKey(snapshot, plan, key.allowedModels).map(modelObject) } };
   }
-  if (request.method.toUpperCase() === "GET" && request.path.startsWith("/v1/models/")) {
+  if (method === "GET" && request.path.startsWith("/v1/models/")) {
     const id = decodeURIComponent(request.path.slice("/v1/models/".length));
     const model = snapshot.models.get(id);
     if (!model || model.retired) return deny("model_not_found", `The model '${id}' does not exist.`, { param: "model" });
@@ -94,7 +95,7 @@ export async function admit(request: AdmissionRequest, deps: AdmissionDeps): Pro
     return { kind: "answer", body: modelObject(model) };
   }
   if (route !== "POST /v1/chat/completions") {
-    return deny("unsupported_endpoint", `${request.method.toUpperCase()} ${request.path} is not supported; use POST /v1/chat/completions or GET /v1/models.`);
+    return deny("unsupported_endpoint", `${route} is not supported; use POST /v1/chat/completions or GET /v1/models.`);
   }
 
   const chat = parseChatRequest(request.body);
@@ -110,7 +111,7 @@ export async function admit(request: AdmissionRequest, deps: AdmissionDeps): Pro
   if (!deps.routable(model.provider)) {
     return deny("unavailable", `The provider serving '${model.id}' is not configured on this gateway.`, { retryAfterSeconds: 30 });
   }
-  return reserve(key.id, account.id, model, plan, chat, resolved.key, deps);
+  return reserve(key, account.id, model, plan, chat, deps);
 }
 
 function authenticate(values: readonly string[], deps: AdmissionDeps): ResolvedKey | Deny | Promise<ResolvedKey | Deny> {
@@ -155,14 +156,14 @@ function checkKey(resolved: ResolvedKey | null, hash: string, deps: AdmissionDep
 }
 
 async function reserve(
-  keyId: string,
+  key: ResolvedKey["key"],
   accountId: string,
   model: CatalogueModel,
   plan: Plan,
   chat: { stream: boolean; maxOutputTokens: number | undefined; body: Record<string, unknown> },
-  key: ResolvedKey["key"],
   deps: AdmissionDeps,
 ): Promise<Verdict> {
+  const keyId = key.id;
   const promptTokensEstimate = estimateChatPromptTokens(chat.body);
   const maxOutputTokens = chat.maxOutputTokens ?? model.maxOutputTokens;
   const reservedTokens = promptTokensEstimate + maxOutputTokens;
@@ -206,12 +207,11 @@ async function reserve(
     accountId,
     keyId,
     model,
-    prices: model.prices,
     stream: chat.stream,
     promptTokensEstimate,
     maxOutputTokens,
     reservedTokens,
-    reservedNanos: nanos(reservedNanos),
+    reservedNanos,
     rateLimit,
   };
   return admission;

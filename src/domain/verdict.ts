@@ -1,4 +1,4 @@
-import type { CatalogueModel, Prices } from "./catalogue.js";
+import type { CatalogueModel } from "./catalogue.js";
 import type { Nanos } from "./money.js";
 
 /** Every reason a request is refused. The authz edge maps each to one HTTP status in one table. */
@@ -38,8 +38,8 @@ export interface Admission {
   decisionId: string;
   accountId: string;
   keyId: string;
+  /** The model and the prices in force when admitted. */
   model: CatalogueModel;
-  prices: Prices;
   stream: boolean;
   promptTokensEstimate: number;
   maxOutputTokens: number;

@@ -1,6 +1,5 @@
 import http from "node:http";
-import type net from "node:net";
-import { splitListen } from "../config/config.js";
+import { listenOn } from "./listen.js";
 import type { Metrics } from "./metrics.js";
 
 /** A running metrics listener. */
@@ -35,13 +34,8 @@ export async function startMetricsServer(address: string, metrics: Metrics, read
     }
     json(404, { code: "not_found", message: `no route for ${req.method} ${path}` });
   });
-  const { host, port } = splitListen(address);
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => resolve());
-  });
   return {
-    port: (server.address() as net.AddressInfo).port,
+    port: await listenOn(server, address),
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -13,7 +13,6 @@ function admission(overrides: Partial<Admission> = {}): Admission {
     accountId: "acct_1",
     keyId: "key_1",
     model: { id: "gpt-5.5", displayName: "GPT-5.5", provider: "openai", upstreamModel: "gpt-5.5", tier: "premium", prices, contextWindow: 1, maxOutputTokens: 10, retired: false },
-    prices,
     stream: false,
     promptTokensEstimate: 12,
     maxOutputTokens: 64,

@@ -43,7 +43,7 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
   const hashesByKey = new Map<string, Set<string>>();
   const negative = new Map<string, number>();
   const loading = new Map<string, Promise<ResolvedKey | null>>();
-  const lastUsed = new Map<string, number>();
+  let lastUsed = new Map<string, number>();
   let lastPoll = clock();
   let generation = 0;
 
@@ -135,8 +135,8 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
       return () => clearInterval(timer);
     },
     drainLastUsed() {
-      const drained = new Map(lastUsed);
-      lastUsed.clear();
+      const drained = lastUsed;
+      lastUsed = new Map();
       return drained;
     },
     size: () => byHash.size,

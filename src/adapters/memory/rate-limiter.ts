@@ -107,9 +107,9 @@ export function createMemoryRateLimiter(options: MemoryRateLimiterOptions = {}):
       );
     },
     settle({ keyId, decisionId, actualTokens }) {
-      const entry = logs.get(keyId)?.byDecision.get(decisionId);
-      if (!entry) return; // aged out or released: nothing left to correct
-      const log = logs.get(keyId)!;
+      const log = logs.get(keyId);
+      const entry = log?.byDecision.get(decisionId);
+      if (!log || !entry) return; // aged out or released: nothing left to correct
       log.tokens += actualTokens - entry.tokens;
       entry.tokens = actualTokens;
     },

@@ -6,7 +6,6 @@ import type {
   BalanceSource,
   CommitResult,
   DeadLetter,
-  ExpiredReservation,
   Ledger,
   LedgerKind,
   UsageEvent,
@@ -14,24 +13,12 @@ import type {
 import { NotFoundError } from "./account-store.js";
 import { big, bool, int, type Database } from "./database.js";
 
-/** One request in the usage log, as queries return it. */
-export interface UsageRow {
-  time: number;
-  decisionId: string;
-  requestId: string;
-  accountId: string;
-  keyId: string;
-  model: string;
-  provider: string;
-  status: number;
-  promptTokens: number;
-  completionTokens: number;
-  cachedTokens: number;
-  reasoningTokens: number;
-  cost: Nanos;
-  estimated: boolean;
-  durationMs: number;
-}
+/** One request in the usage log, as queries return it: the billed event's own fields, `time` being its start. */
+export type UsageRow = { time: number } & Pick<
+  UsageEvent,
+  | "decisionId" | "requestId" | "accountId" | "keyId" | "model" | "provider" | "status" | "promptTokens"
+  | "completionTokens" | "cachedTokens" | "reasoningTokens" | "cost" | "estimated" | "durationMs"
+>;
 
 /** One account, key, model and UTC day of usage. */
 export interface DailyUsage {

@@ -1,8 +1,9 @@
-import { Redis } from "ioredis";
+import { connectRedis, createRedisClient } from "../../adapters/redis/client.js";
 import { NotFoundError } from "../../adapters/sql/account-store.js";
 import { createRedisCreditGate } from "../../adapters/redis/credit-gate.js";
 import type { Config } from "../../config/config.js";
-import type { BalanceChange } from "../../domain/metering.js";
+import type { CreditReservations } from "../../domain/credits.js";
+import type { BalanceChange, BalanceSource } from "../../domain/metering.js";
 import { formatUsd, parseUsd, type Nanos } from "../../domain/money.js";
 import type { Stores } from "../../app/stores.js";
 import { configFrom, group, parse, required, UsageError, withStores } from "../cli-kit.js";
@@ -24,11 +25,27 @@ export function amountFlag(text: string): Nanos {
  * the cached balance expires. The in-process gate of a running server picks it up by polling SQL.
  */
 export async function publishBalance(config: Config, stores: Stores, change: BalanceChange): Promise<void> {
-  if (!config.redis.url) return;
-  const redis = new Redis(config.redis.url, { maxRetriesPerRequest: 1 });
   try {
-    const gate = createRedisCreditGate({ redis, source: stores.ledger, reservationTtlMs: config.meter.reservation_ttl_ms, prefix: `${config.redis.prefix}:` });
-    await gate.committed([change]);
+    await withCreditGate(config, stores.ledger, async (gate) => {
+      await gate?.committed([change]);
+    });
+  } catch (error) {
+    // The top-up is committed in SQL; Redis re-reads the balance from SQL when its cached copy expires (60 s), so a
+    // failed push delays the new credit, it does not lose it. Failing the command would invite a second top-up.
+    process.stderr.write(`tollgate: warning: balance committed but not pushed to Redis (replicas see it within 60 s): ${(error as Error).message}\n`);
+  }
+}
+
+/**
+ * Runs `fn` with the shared Redis credit gate a one-shot command talks to (undefined without redis.url), on a
+ * connection opened the way `serve` opens its own (createRedisClient) and closed afterwards.
+ */
+export async function withCreditGate<T>(config: Config, source: BalanceSource, fn: (gate: CreditReservations | undefined) => Promise<T>): Promise<T> {
+  if (!config.redis.url) return fn(undefined);
+  const redis = createRedisClient(config.redis.url, { commandTimeoutMs: config.redis.command_timeout_ms });
+  try {
+    await connectRedis(redis);
+    return await fn(createRedisCreditGate({ redis, source, reservationTtlMs: config.meter.reservation_ttl_ms, prefix: `${config.redis.prefix}:` }));
   } finally {
     redis.disconnect();
   }

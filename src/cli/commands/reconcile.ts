@@ -1,11 +1,10 @@
 import { createReadStream } from "node:fs";
 import { createInterface } from "node:readline";
-import { Redis } from "ioredis";
-import { createRedisCreditGate } from "../../adapters/redis/credit-gate.js";
 import { recordFromFileLine } from "../../dataplane/accesslog/log-record.js";
 import { createMeter, type MeterCounts, type MeterInput } from "../../dataplane/accesslog/meter.js";
 import { createLogger } from "../../logging.js";
 import { configFrom, parse, UsageError, withStores, type Handler } from "../cli-kit.js";
+import { withCreditGate } from "./credits.js";
 
 const CHUNK = 500;
 
@@ -21,12 +20,8 @@ export const reconcile: Handler = async (args, out) => {
   const config = configFrom(values);
   const logger = createLogger({ level: "warn" });
   const totals: MeterCounts & { lines: number } = { lines: 0, received: 0, billed: 0, alreadyBilled: 0, skipped: 0, deadLettered: 0, spooled: 0 };
-  await withStores(values, async (stores) => {
-    const redis = config.redis.url ? new Redis(config.redis.url, { maxRetriesPerRequest: 1 }) : undefined;
-    try {
-      const credits = redis
-        ? createRedisCreditGate({ redis, source: stores.ledger, reservationTtlMs: config.meter.reservation_ttl_ms, prefix: `${config.redis.prefix}:` })
-        : undefined;
+  await withStores(values, (stores) =>
+    withCreditGate(config, stores.ledger, async (credits) => {
       const meter = createMeter({ ledger: stores.ledger, credits, logger, maxBatch: CHUNK, windowMs: 0 });
       const lines = createInterface({ input: createReadStream(file, "utf8"), crlfDelay: Infinity });
       let chunk: MeterInput[] = [];
@@ -42,10 +37,8 @@ export const reconcile: Handler = async (args, out) => {
         if (chunk.length >= CHUNK) await submit();
       }
       if (chunk.length > 0) await submit();
-    } finally {
-      redis?.disconnect();
-    }
-  });
+    }),
+  );
   const json = { file, lines: totals.lines, billed: totals.billed, already_billed: totals.alreadyBilled, skipped: totals.skipped, dead_lettered: totals.deadLettered };
   out.result(json, () => `${file}: ${json.lines} entries; billed ${json.billed}, already billed ${json.already_billed}, skipped ${json.skipped}, dead-lettered ${json.dead_lettered}`);
 };

@@ -1,6 +1,7 @@
 import type { CreditReservations } from "../../domain/credits.js";
 import {
   classify,
+  type Classified,
   type CommitResult,
   type DeadLetter,
   type ExpiredReservation,
@@ -98,24 +99,21 @@ interface Origin {
   payload(): string;
 }
 
-interface Ticket {
-  events: UsageEvent[];
-  origins: Origin[];
-  expired: ExpiredReservation[];
-  deadLetters: DeadLetter[];
-  counts: MeterCounts;
-  resolve(counts: MeterCounts): void;
-  reject(error: unknown): void;
-  /** For sweeps: how many charges the commit made. */
-  onExpired?(charged: number): void;
-}
-
 /** One commit's worth of work. */
 interface Work {
   events: UsageEvent[];
   origins: Origin[];
   expired: ExpiredReservation[];
   deadLetters: DeadLetter[];
+}
+
+/** One submit (or sweep) waiting in the queue: its work and how to answer it. */
+interface Ticket extends Work {
+  counts: MeterCounts;
+  resolve(counts: MeterCounts): void;
+  reject(error: unknown): void;
+  /** For sweeps: how many charges the commit made. */
+  onExpired?(charged: number): void;
 }
 
 /** A commit result, plus the events the ledger refused and that went to dead letters instead. */
@@ -432,7 +430,7 @@ export function createMeter(options: MeterOptions): Meter {
         const ticket: Ticket = { events: [], origins: [], expired: [], deadLetters: [], counts: zeroCounts(inputs.length), resolve, reject };
         totals.received += inputs.length;
         for (const input of inputs) {
-          let verdict: ReturnType<typeof classify>;
+          let verdict: Classified;
           try {
             verdict = classify(input.lift());
           } catch (error) {
@@ -441,7 +439,8 @@ export function createMeter(options: MeterOptions): Meter {
           }
           if (verdict.kind === "bill") {
             ticket.events.push(verdict.event);
-            ticket.origins.push({ source: input.source, payload: () => input.payload() });
+            // The input is its own origin: no per-entry wrapper, and the payload is rendered only if the ledger refuses it.
+            ticket.origins.push(input);
           } else if (verdict.kind === "skip") ticket.counts.skipped++;
           else ticket.deadLetters.push({ source: input.source, reason: verdict.reason, payload: safePayload(input) });
         }

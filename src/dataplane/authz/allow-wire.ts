@@ -14,7 +14,8 @@ const MAP_KEY = 1;
 const MAP_VALUE = 2;
 const VARINT = 0;
 const FIXED64 = 1;
-const LEN = 2;
+/** Wire type of length-delimited fields (strings, bytes, embedded messages). */
+export const LEN = 2;
 
 const utf8 = new TextEncoder();
 
@@ -39,13 +40,24 @@ function prepare(text: string): Prepared {
   return { text, size: text.length, bytes: undefined };
 }
 
-function varintSize(n: number): number {
+/** Bytes of `n` as a protobuf varint (n is a non-negative 32-bit length or tag). */
+export function varintSize(n: number): number {
   let size = 1;
   while (n >= 0x80) {
     n >>>= 7;
     size++;
   }
   return size;
+}
+
+/** Writes `n` as a varint into `out` at `at` (room already ensured); returns the position after it. */
+export function writeVarint(out: Uint8Array, at: number, n: number): number {
+  while (n >= 0x80) {
+    out[at++] = (n & 0x7f) | 0x80;
+    n >>>= 7;
+  }
+  out[at++] = n;
+  return at;
 }
 
 /** Bytes of a length-delimited field carrying `length` bytes, including its tag (tags here are one byte). */
@@ -84,11 +96,7 @@ export class AllowWireWriter {
   }
 
   private varint(n: number): void {
-    while (n >= 0x80) {
-      this.buf[this.pos++] = (n & 0x7f) | 0x80;
-      n >>>= 7;
-    }
-    this.buf[this.pos++] = n;
+    this.pos = writeVarint(this.buf, this.pos, n);
   }
 
   private tag(field: number, wireType: number): void {

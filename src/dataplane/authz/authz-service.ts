@@ -58,15 +58,10 @@ async function decide(request: CheckRequest, options: AuthzOptions): Promise<Dec
 }
 
 /**
- * Decides one CheckRequest. Never throws and never rejects: every outcome, including an internal fault, is a
- * CheckResponse, because a gRPC error is a failure and Envoy's failure path must never be what decides.
+ * Decides one CheckRequest, already encoded for the wire when allowed (the cached-encoding fast path, `encodeAllow`).
+ * Never throws and never rejects: every outcome, including an internal fault, is a CheckResponse, because a gRPC
+ * error is a failure and Envoy's failure path must never be what decides.
  */
-export async function check(request: CheckRequest, options: AuthzOptions): Promise<CheckResponse> {
-  const decided = await decide(request, options);
-  return decided.kind === "allow" ? toCheckResponse(decided.verdict, decided.context) : toCheckResponse(decided.verdict, undefined);
-}
-
-/** As `check`, but already encoded for the wire; allows take the cached-encoding fast path (`encodeAllow`). */
 export async function checkEncoded(request: CheckRequest, options: AuthzOptions): Promise<Uint8Array | CheckResponse> {
   const decided = await decide(request, options);
   return decided.kind === "allow" ? encodeAllow(decided.verdict, decided.context) : toCheckResponse(decided.verdict, undefined);

@@ -4,7 +4,7 @@ import { HeaderValueOptionSchema, type HeaderValueOption } from "../../gen/envoy
 import { CheckResponseSchema, OkHttpResponseSchema, type CheckResponse } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
 import type { Admission, DenyCode, RateLimitState, Verdict } from "../../domain/verdict.js";
 import type { CatalogueModel } from "../../domain/catalogue.js";
-import { AllowWireWriter } from "./allow-wire.js";
+import { AllowWireWriter, LEN, varintSize, writeVarint } from "./allow-wire.js";
 
 /** Headers authz sets on an allowed request; the data plane routes and rewrites by them. */
 export const HEADER = {
@@ -84,23 +84,29 @@ function modelMetadata(model: CatalogueModel): JsonObject {
   };
 }
 
-/** The part of an admission's metadata that is new for every request. */
-function requestMetadata(a: Admission): JsonObject {
-  return {
-    decision_id: a.decisionId,
-    account_id: a.accountId,
-    key_id: a.keyId,
-    reserved_tokens: a.reservedTokens,
-    reserved_nanos: a.reservedNanos.toString(),
-    prompt_tokens_estimate: a.promptTokensEstimate,
-    max_output_tokens: a.maxOutputTokens,
-    stream: a.stream,
-  };
+/** A Struct value the per-request metadata carries. */
+type MetadataValue = string | number | boolean;
+
+/**
+ * The part of an admission's metadata that is new for every request, handed field by field to `put`: the message
+ * path collects them into a JsonObject, the wire path writes them straight into its buffer without an object.
+ */
+function requestMetadata(a: Admission, put: (key: string, value: MetadataValue) => void): void {
+  put("decision_id", a.decisionId);
+  put("account_id", a.accountId);
+  put("key_id", a.keyId);
+  put("reserved_tokens", a.reservedTokens);
+  put("reserved_nanos", a.reservedNanos.toString());
+  put("prompt_tokens_estimate", a.promptTokensEstimate);
+  put("max_output_tokens", a.maxOutputTokens);
+  put("stream", a.stream);
 }
 
 /** The dynamic metadata of an admission: the join key and everything the meter needs, so nothing is looked up twice. */
-export function admissionMetadata(a: Admission): JsonObject {
-  return { ...requestMetadata(a), ...modelMetadata(a.model) };
+function admissionMetadata(a: Admission): JsonObject {
+  const metadata: JsonObject = {};
+  requestMetadata(a, (key, value) => (metadata[key] = value));
+  return { ...metadata, ...modelMetadata(a.model) };
 }
 
 /** Maps a verdict to the CheckResponse Envoy applies. */
@@ -177,33 +183,15 @@ const encodedModelMetadata = new WeakMap<CatalogueModel, Uint8Array>();
 const STATUS_OK = toBinary(CheckResponseSchema, create(CheckResponseSchema, { status: { code: GRPC_OK } }));
 const OK_RESPONSE_FIELD = CheckResponseSchema.field.okResponse!.number;
 const DYNAMIC_METADATA_FIELD = CheckResponseSchema.field.dynamicMetadata!.number;
-const LENGTH_DELIMITED = 2;
 const HEADERS_TO_REMOVE_FIELD = OkHttpResponseSchema.field.headersToRemove!.number;
 const RESPONSE_HEADERS_FIELD = OkHttpResponseSchema.field.responseHeadersToAdd!.number;
 /** Reused per-request buffers: Check runs on one thread and copies out before the next call. */
 const metaWriter = new AllowWireWriter();
 const okWriter = new AllowWireWriter();
+const putMeta = (key: string, value: MetadataValue): void => void metaWriter.structEntry(key, value);
 
 function structBytes(json: JsonObject): Uint8Array {
   return toBinary(StructSchema, fromJson(StructSchema, json));
-}
-
-function varintSize(n: number): number {
-  let size = 1;
-  while (n >= 0x80) {
-    n >>>= 7;
-    size++;
-  }
-  return size;
-}
-
-function writeVarint(out: Uint8Array, at: number, n: number): number {
-  while (n >= 0x80) {
-    out[at++] = (n & 0x7f) | 0x80;
-    n >>>= 7;
-  }
-  out[at++] = n;
-  return at;
 }
 
 /**
@@ -227,9 +215,9 @@ export function encodeAllow(a: Admission, context: ResponseContext): Uint8Array 
   }
   let modelMeta = encodedModelMetadata.get(a.model);
   if (!modelMeta) encodedModelMetadata.set(a.model, (modelMeta = structBytes(modelMetadata(a.model))));
-  const meta = metaWriter.reset();
-  for (const [key, value] of Object.entries(requestMetadata(a))) meta.structEntry(key, value as string | number | boolean);
-  const requestMeta = meta.bytes();
+  metaWriter.reset();
+  requestMetadata(a, putMeta);
+  const requestMeta = metaWriter.bytes();
   const ok = okWriter.reset();
   for (const name of clientTollgateHeaders(context.headerNames, a.stream)) ok.string(HEADERS_TO_REMOVE_FIELD, name);
   ok.headerOption(RESPONSE_HEADERS_FIELD, HEADER.decisionId, a.decisionId);
@@ -242,12 +230,12 @@ export function encodeAllow(a: Admission, context: ResponseContext): Uint8Array 
   );
   out.set(STATUS_OK, 0);
   let at = STATUS_OK.length;
-  at = writeVarint(out, at, (DYNAMIC_METADATA_FIELD << 3) | LENGTH_DELIMITED);
+  at = writeVarint(out, at, (DYNAMIC_METADATA_FIELD << 3) | LEN);
   at = writeVarint(out, at, metaLength);
   out.set(modelMeta, at);
   out.set(requestMeta, (at += modelMeta.length));
   at += requestMeta.length;
-  at = writeVarint(out, at, (OK_RESPONSE_FIELD << 3) | LENGTH_DELIMITED);
+  at = writeVarint(out, at, (OK_RESPONSE_FIELD << 3) | LEN);
   at = writeVarint(out, at, okLength);
   out.set(headers, at);
   out.set(perRequest, at + headers.length);

@@ -1,28 +1,15 @@
-import { execFile } from "node:child_process";
-import { join } from "node:path";
-import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runBuiltCli } from "../support/cli.js";
 import { sqliteTarget, type StoreTarget } from "../support/services.js";
 import { startAdmin, type AdminHarness } from "./harness.js";
 import { insertUsage } from "./usage-rows.js";
-
-const exec = promisify(execFile);
-const CLI = join(import.meta.dirname, "../../dist/cli/main.js");
 
 /** Every admin command of the built CLI, through the API (TOLLGATE_ADMIN_URL) and in-process where it has no URL. */
 describe("tollgate CLI over the admin API", { timeout: 180_000 }, () => {
   let h: AdminHarness;
   let target: StoreTarget;
   let env: NodeJS.ProcessEnv;
-  const cli = async (args: string[], extra: NodeJS.ProcessEnv = {}) => {
-    try {
-      const { stdout, stderr } = await exec(process.execPath, [CLI, ...args], { env: { ...env, ...extra }, maxBuffer: 64 * 2 ** 20 });
-      return { code: 0, stdout, stderr };
-    } catch (error) {
-      const e = error as { code: number; stdout: string; stderr: string };
-      return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-    }
-  };
+  const cli = (args: string[], extra: NodeJS.ProcessEnv = {}) => runBuiltCli(args, { ...env, ...extra });
   const ok = async (...args: string[]) => {
     const r = await cli(args);
     expect(r.code, `${args.join(" ")}: ${r.stderr}`).toBe(0);

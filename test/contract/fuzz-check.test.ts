@@ -37,17 +37,33 @@ describe("fuzzed CheckRequests", () => {
     }).map((o) => JSON.stringify(o)),
   );
 
+  // Random requests are almost never admissible, so a fifth of the runs send a valid chat request with a real key:
+  // the property's "allowed" branch must run too.
+  const fuzzed = fc.tuple(
+    fc.constantFrom("POST", "GET", "PUT", "DELETE", ""),
+    fc.oneof(fc.constantFrom("/v1/chat/completions", "/v1/models", "/v1/models/gpt-5.5", "/"), fc.string({ maxLength: 40 })),
+    authorization,
+    fc.dictionary(headerName, fc.string({ maxLength: 40 }), { maxKeys: 8 }),
+    body,
+  );
+  const admissible = fc.tuple(
+    fc.constant("POST"),
+    fc.constant("/v1/chat/completions"),
+    fc.constant("VALID"),
+    fc.constant({ "content-type": "application/json" }),
+    fc
+      .record({ model: fc.constantFrom("gpt-5.5", "claude-haiku-4.5"), messages: fc.constant([{ role: "user", content: "hi" }]), stream: fc.boolean(), max_tokens: fc.integer({ min: 1, max: 4096 }) })
+      .map((o) => JSON.stringify(o)),
+  );
+
   it("never throws and always answers a well-formed CheckResponse", async () => {
+    const seen = { allowed: 0, denied: 0 };
     await fc.assert(
       fc.asyncProperty(
-        fc.constantFrom("POST", "GET", "PUT", "DELETE", ""),
-        fc.oneof(fc.constantFrom("/v1/chat/completions", "/v1/models", "/v1/models/gpt-5.5", "/"), fc.string({ maxLength: 40 })),
-        authorization,
-        fc.dictionary(headerName, fc.string({ maxLength: 40 }), { maxKeys: 8 }),
-        body,
+        fc.oneof({ arbitrary: fuzzed, weight: 4 }, { arbitrary: admissible, weight: 1 }),
         fc.boolean(),
         fc.boolean(),
-        async (method, path, auth, headers, payload, rawHeaders, partialBody) => {
+        async ([method, path, auth, headers, payload], rawHeaders, partialBody) => {
           const all: Record<string, string> = { ...headers };
           if (auth !== undefined) all.authorization = auth === "VALID" ? `Bearer ${secret}` : auth;
           const res = outcome(
@@ -62,9 +78,13 @@ describe("fuzzed CheckRequests", () => {
             expect(res.metadata.decision_id).toEqual(expect.any(String));
           }
           expect(res.body).not.toContain(secret);
+          seen[res.allowed ? "allowed" : "denied"]++;
         },
       ),
       { numRuns: 400 },
     );
+    // Both branches of the property ran: the arbitraries reach an admitted request, not only refusals.
+    expect(seen.allowed).toBeGreaterThan(0);
+    expect(seen.denied).toBeGreaterThan(0);
   });
 });

@@ -1,32 +1,15 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { appendFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, describe, expect, it } from "vitest";
 import { openStores } from "../../src/app/stores.js";
 import { loadConfig } from "../../src/config/config.js";
 import { nanos, picoPerToken, requestCost } from "../../src/domain/money.js";
 import { alsEntry, connectAls, fileLogLine, type EntryShape } from "../support/als-client.js";
+import { runCli, startMeterProcess } from "../support/cli.js";
 import { freePort } from "../support/ports.js";
-
-const ROOT = join(import.meta.dirname, "../..");
-
-
-/** Runs the CLI as its own single node process (no npx wrapper), so SIGKILL hits the server itself. */
-function cli(args: string[], env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-}
-
-async function runCli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = cli(args, env);
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.on("data", (d) => (stdout += d));
-  child.stderr!.on("data", (d) => (stderr += d));
-  const code = await new Promise<number>((resolve) => child.on("exit", (c) => resolve(c ?? -1)));
-  return { code, stdout, stderr };
-}
 
 describe("meter killed mid-stream, then reconcile from the file log", () => {
   const dir = mkdtempSync(join(tmpdir(), "tollgate-crash-"));
@@ -45,16 +28,8 @@ describe("meter killed mid-stream, then reconcile from the file log", () => {
     }
     await stores.db.close();
 
-    const port = await freePort();
-    const server = cli(["serve", "--role", "meter"], { ...env, TOLLGATE_METER_LISTEN: `127.0.0.1:${port}` });
-    let serverOut = "";
-    await new Promise<void>((resolve, reject) => {
-      server.stdout!.on("data", (d) => {
-        serverOut += d;
-        if (serverOut.includes("meter (Envoy access log gRPC) on")) resolve();
-      });
-      server.on("exit", (code) => reject(new Error(`meter exited (${code}) before listening: ${serverOut}`)));
-    });
+    const meter = await startMeterProcess(await freePort(), env);
+    const server = meter.child;
 
     const file = join(dir, "access.json");
     const prices = { input: 2_500_000n, cachedInput: 1_250_000n, output: 10_000_000n };
@@ -73,7 +48,7 @@ describe("meter killed mid-stream, then reconcile from the file log", () => {
     }
 
     // Envoy writes every entry to the file log and streams it over ALS; the meter dies a third of the way in.
-    const als = connectAls(`127.0.0.1:${port}`);
+    const als = connectAls(meter.address);
     const streams = [als.open(), als.open()];
     let killed = false;
     for (let i = 0; i < shapes.length; i += 15) {
@@ -86,9 +61,9 @@ describe("meter killed mid-stream, then reconcile from the file log", () => {
       streams[(i / 15) % 2]!.send(batch.map(alsEntry));
       // Resend the previous batch too: ALS retries and reconnects deliver duplicates.
       if (i > 0) streams[(i / 15 + 1) % 2]!.send(shapes.slice(i - 15, i).map(alsEntry));
-      await new Promise((r) => setTimeout(r, 2));
+      await sleep(2);
     }
-    await new Promise<void>((resolve) => (server.exitCode !== null || server.signalCode !== null ? resolve() : server.on("exit", () => resolve())));
+    await meter.exited;
     expect(server.signalCode).toBe("SIGKILL");
     for (const s of streams) s.cancel();
     als.close();

@@ -12,7 +12,6 @@ import { nanos } from "../../src/domain/money.js";
 import { createLogger } from "../../src/logging.js";
 import { createMockProvider, startMockProvider, type MockProvider } from "../../src/mock-provider/mock-provider.js";
 import { sqliteTarget } from "../support/services.js";
-import { startRecordingMeter, type RecordingMeter } from "./recording-meter.js";
 
 /** Which data plane a suite runs against. */
 export type DataPlaneKind = "edge" | "envoy";
@@ -24,10 +23,6 @@ export interface Stack {
   baseURL: string;
   plane: ControlPlane;
   mock: MockProvider;
-  /** Recording ALS sink, used only when the control plane runs no meter role (`plane.metering.server` absent). */
-  recordingMeter?: RecordingMeter;
-  /** Whether the real meter receives the access log, so usage and balance assertions apply. */
-  metered: boolean;
   logs: string[];
   /** A new account on `plan` funded with `fund` nano-USD (default $10), and a key for it. */
   account(plan?: string, key?: Partial<Parameters<ControlPlane["stores"]["keys"]["create"]>[0]>, fund?: bigint): Promise<{ accountId: string; keyId: string; secret: string }>;
@@ -77,10 +72,10 @@ export async function startStack(kind: DataPlaneKind): Promise<Stack> {
     logger,
     mockProviders: true,
   });
-  // The real meter when the control plane runs one; a recording sink otherwise, so the data plane always has a peer.
-  const meterServer = plane.metering?.server;
-  const recordingMeter = meterServer ? undefined : await startRecordingMeter(fixed ? "127.0.0.1:9002" : "127.0.0.1:0");
-  const meterPort = meterServer?.port ?? recordingMeter!.server.port;
+  // The meter role is always started above, so the real meter receives the access log.
+  const meterServer = plane.metering.server;
+  if (!meterServer) throw new Error("the control plane started without its meter role");
+  const meterPort = meterServer.port;
   const mock = fixed ? await startMockProvider() : await createMockProvider();
   const authzAddress = `127.0.0.1:${plane.authz!.port}`;
 
@@ -122,8 +117,6 @@ export async function startStack(kind: DataPlaneKind): Promise<Stack> {
     baseURL,
     plane,
     mock,
-    recordingMeter,
-    metered: meterServer !== undefined,
     logs,
     async account(plan = "pro", key = {}, fund = 10_000_000_000n) {
       const account = await plane.stores.accounts.create({ name: "E2E account", planId: plan });
@@ -156,7 +149,6 @@ export async function startStack(kind: DataPlaneKind): Promise<Stack> {
         await exited;
       }
       await mock.close();
-      await recordingMeter?.close();
       await plane.close();
       await target.cleanup();
       if (logDir) rmSync(logDir, { recursive: true, force: true });

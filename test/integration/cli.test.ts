@@ -1,24 +1,15 @@
-import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
+import { runBuiltCli, type CliResult } from "../support/cli.js";
 
-const run = promisify(execFile);
-const CLI = join(import.meta.dirname, "../../dist/cli/main.js");
 const dir = mkdtempSync(join(tmpdir(), "tollgate-cli-"));
 const env = { ...process.env, TOLLGATE_DATABASE_URL: `sqlite:${join(dir, "cli.db")}`, TOLLGATE_REDIS_URL: "" };
 
-/** Runs the built CLI; resolves with exit code, stdout and stderr instead of throwing. */
-export async function tollgate(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { env });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
+/** Runs the built CLI against this file's database. */
+function tollgate(...args: string[]): Promise<CliResult> {
+  return runBuiltCli(args, env);
 }
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -100,10 +91,7 @@ describe("tollgate CLI (foundation commands)", { timeout: 120_000 }, () => {
   });
 
   it("stops on a bad config value naming the field", async () => {
-    const { code, stderr } = await run(process.execPath, [CLI, "migrate"], { env: { ...env, TOLLGATE_DATABASE_URL: "mysql://x" } }).then(
-      () => ({ code: 0, stderr: "" }),
-      (e) => e,
-    );
+    const { code, stderr } = await runBuiltCli(["migrate"], { ...env, TOLLGATE_DATABASE_URL: "mysql://x" });
     expect(code).toBe(1);
     expect(stderr).toContain("config: database.url:");
     expect(stderr).toContain("TOLLGATE_DATABASE_URL");

@@ -1,8 +1,8 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { appendFileSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
 import { spoolFileFor } from "../../src/adapters/spool/sqlite-spool.js";
@@ -12,65 +12,21 @@ import { nanos, picoPerToken, requestCost } from "../../src/domain/money.js";
 import { alsEntry, connectAls, fileLogLine, type EntryShape } from "../support/als-client.js";
 import { postgresBinDir, startPostgresInstance } from "../support/postgres-instance.js";
 import { freePort } from "../support/ports.js";
+import { runCli, startMeterProcess, until, type MeterProcess } from "../support/cli.js";
 
-const ROOT = join(import.meta.dirname, "../..");
 const CI = process.env.CI === "true" || process.env.CI === "1";
 const PRICES = { input: 2_500_000n, cachedInput: 1_250_000n, output: 10_000_000n };
 const TOP_UP = 100_000_000_000n;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-
-/** The meter as its own node process (no npx wrapper), so SIGKILL hits the server itself. */
-interface MeterProcess {
-  child: ChildProcess;
-  address: string;
-  stderr(): string;
-  exited: Promise<void>;
-}
-
+/** The meter as its own node process on a free port. */
 async function startMeter(env: Record<string, string>): Promise<MeterProcess> {
-  const port = await freePort();
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve", "--role", "meter"], {
-    cwd: ROOT,
-    env: { ...process.env, ...env, TOLLGATE_METER_LISTEN: `127.0.0.1:${port}` },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  let err = "";
-  child.stderr!.on("data", (d) => (err += d));
-  const exited = new Promise<void>((resolve) => child.on("exit", () => resolve()));
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.on("data", (d) => {
-      out += d;
-      if (out.includes("meter (Envoy access log gRPC) on")) resolve();
-    });
-    child.on("exit", (code) => reject(new Error(`meter exited (${code}) before listening: ${out}${err}`)));
-  });
-  return { child, address: `127.0.0.1:${port}`, stderr: () => err, exited };
+  return startMeterProcess(await freePort(), env);
 }
 
 async function kill(meter: MeterProcess): Promise<void> {
   meter.child.kill("SIGKILL");
   await meter.exited;
   expect(meter.child.signalCode).toBe("SIGKILL");
-}
-
-async function until(what: string, ok: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  for (let waited = 0; waited < timeoutMs; waited += 25) {
-    if (await ok()) return;
-    await sleep(25);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
-async function runCli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.on("data", (d) => (stdout += d));
-  child.stderr!.on("data", (d) => (stderr += d));
-  const code = await new Promise<number>((resolve) => child.on("exit", (c) => resolve(c ?? -1)));
-  return { code, stdout, stderr };
 }
 
 /** Accounts, the entries sent so far and what each account must end up paying. */

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nanos, picoPerToken, requestCost } from "../../src/domain/money.js";
 import { mintSecret } from "../../src/domain/api-key.js";
@@ -13,7 +14,6 @@ import { bearer, chat } from "../contract/check/setup.js";
 
 const CI = process.env.CI === "true" || process.env.CI === "1";
 const PRICES = { input: 2_500_000n, cachedInput: 1_250_000n, output: 10_000_000n };
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function costOf(u: { prompt: number; completion: number; cached: number }): bigint {
   return requestCost(

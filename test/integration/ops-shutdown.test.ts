@@ -3,6 +3,7 @@ import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, describe, expect, it } from "vitest";
 import { openDatabase } from "../../src/adapters/sql/database.js";
@@ -13,8 +14,6 @@ import { connectAuthz, envoyCheckRequest, outcome } from "../support/authz-clien
 import { alsEntry, connectAls } from "../support/als-client.js";
 import { freePort } from "../support/ports.js";
 
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** What happened to one Check the load generator sent. */
 interface CheckCall {
@@ -122,7 +121,6 @@ describe("ops: SIGTERM under load drains cleanly", () => {
     const { code, signal } = await exited;
     authz.close();
     als.close();
-
 
     // Checks: load was real, every call resolved, every call sent before SIGTERM got a CheckResponse (allowed), and
     // the only failures are refusals of new calls: UNAVAILABLE from a refused connection, never a reset mid-call.

@@ -1,10 +1,11 @@
 import type { ChildProcess } from "node:child_process";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { sqliteTarget } from "../support/services.js";
-import { describeWith } from "../support/services.js";
+import { describeWith, sqliteTarget } from "../support/services.js";
 import { startTestPlane, type TestPlane } from "../support/control-plane.js";
 import { outcome, type CheckOutcome } from "../support/authz-client.js";
-import { chatCheck, freePort, fund, startRedisServer, stopRedisServer } from "../support/rate-limits.js";
+import { freePort } from "../support/ports.js";
+import { chatCheck, startRedisServer, stopRedisServer } from "../support/rate-limits.js";
 
 async function check(plane: TestPlane, secret: string, maxTokens?: number): Promise<CheckOutcome> {
   return outcome(await plane.authz.check(chatCheck(secret, maxTokens)));
@@ -20,8 +21,7 @@ describe("rate limits through Check [in-process limiter]", () => {
 
   it("429: the 11th request within a minute on the basic plan, with Retry-After and x-ratelimit headers", async () => {
     expect(plane.plane.rateLimiting.backend).toBe("memory");
-    const { secret, accountId } = await plane.account("basic");
-    await fund(plane, accountId);
+    const { secret } = await plane.account("basic");
     const remaining: string[] = [];
     for (let i = 0; i < 10; i++) {
       const res = await check(plane, secret);
@@ -45,8 +45,7 @@ describe("rate limits through Check [in-process limiter]", () => {
   });
 
   it("a client that waits the Retry-After it was given is admitted", async () => {
-    const { secret, accountId } = await plane.account("basic");
-    await fund(plane, accountId);
+    const { secret } = await plane.account("basic");
     for (let i = 0; i < 10; i++) {
       expect((await check(plane, secret)).allowed).toBe(true);
       clock.now += 2345;
@@ -61,16 +60,14 @@ describe("rate limits through Check [in-process limiter]", () => {
   });
 
   it("exactly 60 of 600 concurrent Checks pass on a key limited to 60 requests per minute", async () => {
-    const { secret, accountId } = await plane.account("pro", { requestsPerMinute: 60 });
-    await fund(plane, accountId);
+    const { secret } = await plane.account("pro", { requestsPerMinute: 60 });
     const results = await Promise.all(Array.from({ length: 600 }, () => check(plane, secret)));
     expect(results.filter((r) => r.allowed)).toHaveLength(60);
     expect(results.filter((r) => r.httpStatus === 429)).toHaveLength(540);
   });
 
   it("429 without Retry-After when one request needs more tokens than the key's TPM: it can never fit", async () => {
-    const { secret, accountId } = await plane.account("basic", { tokensPerMinute: 1000 });
-    await fund(plane, accountId);
+    const { secret } = await plane.account("basic", { tokensPerMinute: 1000 });
     const res = await check(plane, secret, 2000);
     expect(res.httpStatus).toBe(429);
     expect(res.error?.message).toMatch(/never fit/);
@@ -96,8 +93,7 @@ describeWith("redis", "rate limits through Check [redis limiter, Redis stopped a
 
   it("503 unavailable with Retry-After while Redis is down (fail closed), then correct decisions again without a restart", async () => {
     expect(plane.plane.rateLimiting.backend).toBe("redis");
-    const { secret, accountId } = await plane.account("basic");
-    await fund(plane, accountId);
+    const { secret } = await plane.account("basic");
     for (let i = 0; i < 3; i++) expect((await check(plane, secret)).allowed).toBe(true);
 
     await stopRedisServer(redis);
@@ -115,7 +111,7 @@ describeWith("redis", "rate limits through Check [redis limiter, Redis stopped a
     for (let i = 0; i < 100; i++) {
       resumed = await check(plane, secret);
       if (resumed.httpStatus !== 503) break;
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
     }
     expect(resumed!.allowed).toBe(true);
     // The restarted Redis lost the window: 10 per minute counts again from here (one admitted just now).

@@ -1,8 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import type { TestPlane } from "./control-plane.js";
 import { envoyCheckRequest } from "./authz-client.js";
-import { freePort } from "./ports.js";
-export { freePort };
 
 /** A chat request on a basic-tier model with a small, fixed output cap. */
 export function chatCheck(secret: string, maxTokens = 16) {
@@ -11,14 +8,6 @@ export function chatCheck(secret: string, maxTokens = 16) {
     body: JSON.stringify({ model: "claude-haiku-4.5", messages: [{ role: "user", content: "Say hello" }], max_tokens: maxTokens }),
   });
 }
-
-/** Funds an account so credit reservations never decide these tests. */
-export async function fund(plane: TestPlane, accountId: string): Promise<void> {
-  const ledger = (plane.plane.stores as { ledger?: { topUp(input: unknown): Promise<unknown> } }).ledger;
-  await ledger?.topUp({ accountId, amount: 1_000_000_000_000n, feeBps: 0, now: Date.now() });
-  await (plane.plane as { metering?: { credits?: { refresh?(): Promise<void> } } }).metering?.credits?.refresh?.();
-}
-
 
 /** Starts a private redis-server (no persistence) on `port` and waits until it accepts connections. */
 export async function startRedisServer(port: number): Promise<ChildProcess> {

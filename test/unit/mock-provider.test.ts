@@ -68,21 +68,24 @@ async function readSse(res: Response): Promise<{ events: SseEvent[]; error: unkn
   const events: SseEvent[] = [];
   let buffer = "";
   let error: unknown;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      buffer += decoder.decode(value, { stream: true });
-      let end: number;
-      while ((end = buffer.indexOf("\n\n")) >= 0) {
-        const raw = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        expect(raw.startsWith("data: ")).toBe(true);
-        events.push({ data: raw.slice("data: ".length), at: performance.now() });
-      }
+  for (;;) {
+    // Only the read may fail (a reset connection); a failed assertion below must not be mistaken for one.
+    let chunk: Awaited<ReturnType<typeof reader.read>>;
+    try {
+      chunk = await reader.read();
+    } catch (err) {
+      error = err;
+      break;
     }
-  } catch (err) {
-    error = err;
+    if (chunk.done) break;
+    buffer += decoder.decode(chunk.value, { stream: true });
+    let end: number;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const raw = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      expect(raw.startsWith("data: ")).toBe(true);
+      events.push({ data: raw.slice("data: ".length), at: performance.now() });
+    }
   }
   expect(buffer).toBe("");
   return { events, error };

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import { createAlsClient, type AlsClient } from "../../../src/edge/als-client.js";
 import { toHttpAccessLogEntry, type ExchangeRecord } from "../../../src/edge/access-log.js";
-import { startRecordingMeter, type RecordingMeter } from "../../e2e/recording-meter.js";
+import { startRecordingMeter, type RecordingMeter } from "../../support/recording-meter.js";
 
 function record(requestId: string): ExchangeRecord {
   return {

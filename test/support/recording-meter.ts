@@ -8,7 +8,7 @@ import {
 import type { HTTPAccessLogEntry } from "../../src/gen/envoy/data/accesslog/v3/accesslog_pb.js";
 import { startGrpcServer, type RunningGrpcServer } from "../../src/dataplane/grpc/grpc-server.js";
 
-/** A StreamAccessLogs sink that records what the data plane sends, standing in for the meter until it is wired. */
+/** A StreamAccessLogs sink that records every message the data plane sends, for tests of the ALS client. */
 export interface RecordingMeter {
   server: RunningGrpcServer;
   /** Every message received, per stream, in order. */

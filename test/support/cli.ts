@@ -1,0 +1,82 @@
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
+import { PACKAGE_ROOT } from "../../src/config/config.js";
+
+const exec = promisify(execFile);
+
+/** The built CLI (`npm run build`), as CI and operators run it. */
+export const BUILT_CLI = join(PACKAGE_ROOT, "dist/cli/main.js");
+
+/** How a CLI run ended. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the built CLI; resolves with exit code, stdout and stderr instead of throwing on a non-zero exit. */
+export async function runBuiltCli(args: string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
+  try {
+    const { stdout, stderr } = await exec(process.execPath, [BUILT_CLI, ...args], { env, maxBuffer: 64 * 2 ** 20 });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+/** Starts the CLI from source as its own single node process (no npx wrapper), so a signal hits the server itself. */
+export function spawnCli(args: string[], env: Record<string, string>): ChildProcess {
+  return spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], {
+    cwd: PACKAGE_ROOT,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+}
+
+/** Runs the CLI from source to completion; resolves with exit code, stdout and stderr. */
+export async function runCli(args: string[], env: Record<string, string>): Promise<CliResult> {
+  const child = spawnCli(args, env);
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.on("data", (d) => (stdout += d));
+  child.stderr!.on("data", (d) => (stderr += d));
+  const code = await new Promise<number>((resolve) => child.on("exit", (c) => resolve(c ?? -1)));
+  return { code, stdout, stderr };
+}
+
+/** `tollgate serve --role meter` from source, listening on `address`. */
+export interface MeterProcess {
+  child: ChildProcess;
+  address: string;
+  stderr(): string;
+  exited: Promise<void>;
+}
+
+/** Starts `serve --role meter` on 127.0.0.1:`port` and resolves once it logs that it listens. */
+export async function startMeterProcess(port: number, env: Record<string, string>): Promise<MeterProcess> {
+  const child = spawnCli(["serve", "--role", "meter"], { ...env, TOLLGATE_METER_LISTEN: `127.0.0.1:${port}` });
+  let out = "";
+  let err = "";
+  child.stderr!.on("data", (d) => (err += d));
+  const exited = new Promise<void>((resolve) => child.on("exit", () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on("data", (d) => {
+      out += d;
+      if (out.includes("meter (Envoy access log gRPC) on")) resolve();
+    });
+    child.on("exit", (code) => reject(new Error(`meter exited (${code}) before listening: ${out}${err}`)));
+  });
+  return { child, address: `127.0.0.1:${port}`, stderr: () => err, exited };
+}
+
+/** Polls `ok` every 25 ms until it holds; throws naming `what` after `timeoutMs`. */
+export async function until(what: string, ok: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  for (let waited = 0; waited < timeoutMs; waited += 25) {
+    if (await ok()) return;
+    await sleep(25);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}

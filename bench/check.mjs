@@ -75,7 +75,8 @@ const TARGETS = [
     label: "tollgate authz, TOLLGATE_REDIS_URL",
     needsKey: true,
     when: () => settings.redisUrl !== undefined,
-    start: (ctx) => startTollgate(ctx, { TOLLGATE_REDIS_URL: settings.redisUrl }),
+    // A prefix of its own per run: earlier runs' limiter logs and reservations must not be part of this measurement.
+    start: (ctx) => startTollgate(ctx, { TOLLGATE_REDIS_URL: settings.redisUrl, TOLLGATE_REDIS_PREFIX: `bench-${process.pid}-${Date.now()}` }),
   },
 ];
 
@@ -103,10 +104,15 @@ function launch(ctx, args, env, name) {
   child.stdout.on("data", (d) => (child.output += d));
   child.stderr.on("data", (d) => (child.output += d));
   child.exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+  // A server that dies mid-run must say why, not leave only a refused connection behind.
+  child.once("exit", (code, signal) => {
+    if (!child.stopping) console.error(`bench/check: server ${name} exited unexpectedly (${signal ?? code}); its last output:\n${child.output.slice(-3000)}`);
+  });
   return child;
 }
 
 async function stopChild(child) {
+  child.stopping = true;
   if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
   const timeout = setTimeout(() => child.kill("SIGKILL"), 10_000);
   await child.exited;

@@ -74,6 +74,9 @@ interface CreditCommands {
 /** How often a process re-adds an account to the sweep index (cheap insurance against a Redis restart). */
 const INDEX_REFRESH_MS = 30_000;
 
+/** Expired reservations read per account per sweep. */
+const SWEEP_BATCH = 1000;
+
 /** Options for the Redis credit gate. */
 export interface RedisCreditGateOptions {
   redis: Redis;
@@ -149,13 +152,19 @@ export function createRedisCreditGate(options: RedisCreditGateOptions): CreditRe
       const accounts = await redis.smembers(accountsKey);
       for (const accountId of accounts) {
         const k = keys(accountId);
-        const decisions = await redis.zrangebyscore(k.exp, "-inf", now);
+        // Bounded per account and sweep: a backlog (a meter down for an hour) is worked off over several sweeps instead
+        // of one unbounded read (a huge HMGET overflows ioredis' argument handling and takes the process down).
+        const decisions = await redis.zrangebyscore(k.exp, "-inf", now, "LIMIT", 0, SWEEP_BATCH);
         if (decisions.length === 0) continue;
         const amounts = await redis.hmget(k.resv, ...decisions);
+        const orphans: string[] = [];
         decisions.forEach((decisionId, i) => {
           const amount = amounts[i];
           if (amount !== null && amount !== undefined) out.push({ accountId, decisionId, amount: nanos(BigInt(amount)) });
+          else orphans.push(decisionId);
         });
+        // An expiry with no reservation behind it would sit at the head of the batch forever; drop it.
+        if (orphans.length > 0) await redis.zrem(k.exp, ...orphans);
       }
       return out;
     },

@@ -5,7 +5,7 @@ import type { KeyStore } from "../adapters/sql/key-store.js";
 import { startMetering, type Metering } from "./metering.js";
 import { openStores, type Stores } from "./stores.js";
 import type { Config } from "../config/config.js";
-import type { AdmissionDeps } from "../domain/admission.js";
+import { holdInTurn, type AdmissionDeps } from "../domain/admission.js";
 import type { CatalogueSnapshot } from "../domain/catalogue.js";
 import { authorizationImplementation } from "../dataplane/authz/authz-service.js";
 import type { ProviderRoute } from "../dataplane/authz/check-response.js";
@@ -13,7 +13,8 @@ import { startGrpcServer, type RunningGrpcServer } from "../dataplane/grpc/grpc-
 import type { Logger } from "../logging.js";
 import { createRedisClient } from "../adapters/redis/client.js";
 import { createRedisKeyEvents, subscribeKeyEvents, type KeyEventsSubscription } from "../adapters/redis/invalidation.js";
-import { startRateLimiting, throttled, type RateLimiting } from "./rate-limits.js";
+import { startRateLimiting, throttled, withFailurePolicy, type RateLimiting } from "./rate-limits.js";
+import { createRedisQuota } from "../adapters/redis/quota.js";
 import { startAdminRole } from "../admin/admin-role.js";
 import type { RunningAdminServer } from "../admin/admin-server.js";
 import { createMetrics, type Metrics } from "../observability/metrics.js";
@@ -65,7 +66,7 @@ export async function startControlPlane(config: Config, options: ControlPlaneOpt
   const { logger } = options;
   const metrics = options.metrics ?? createMetrics({ clock });
   const rateLimiting = await startRateLimiting(config, logger);
-  rateLimiting.redis?.on("error", () => metrics.redisError("rate_limits"));
+  rateLimiting.redis?.on("error", () => metrics.redisError("admission"));
   // With Redis, key mutations made through this process (the admin API) reach every replica's cache at once.
   const keyEvents = rateLimiting.redis
     ? createRedisKeyEvents({ redis: rateLimiting.redis, prefix: config.redis.prefix, onError: (err) => logger.warn({ err }, "key change not published; replicas will see it at their next poll") })
@@ -134,18 +135,22 @@ export async function startControlPlane(config: Config, options: ControlPlaneOpt
     logger,
     clock,
     pollMs: config.keys.poll_interval_ms,
-    onRedisError: () => metrics.redisError("credits"),
+    redis: rateLimiting.redis,
+    limiter: rateLimiting.limiter,
     schema: options.schema,
   });
   metrics.watchMeter(metering.meter);
   const openReservations = metering.credits.openReservations?.bind(metering.credits);
   if (openReservations) metrics.watchReservations(openReservations);
+  // With Redis, one script decides a Check's rate limit and credit reservation (one command, one round trip).
+  const quota = rateLimiting.redis && metering.redisCredits
+    ? createRedisQuota({ redis: rateLimiting.redis, prefix: config.redis.prefix, credits: metering.redisCredits })
+    : holdInTurn(rateLimiting.limiter, metering.credits);
   const admission: AdmissionDeps = {
-    credits: metering.credits,
     snapshot: () => snapshot,
     keys: keyCache,
     routable: (provider) => routes.has(provider),
-    limiter: rateLimiting.limiter,
+    quota: withFailurePolicy(quota, { failOpen: rateLimiting.backend === "redis" && config.redis.fail_open, logger }),
     now: clock,
     newDecisionId: randomUUID,
   };

@@ -1,11 +1,10 @@
 import type { Redis } from "ioredis";
-import { connectRedis, createRedisClient } from "../adapters/redis/client.js";
-import { throttled } from "./rate-limits.js";
 import { AccessLogService } from "../gen/envoy/service/accesslog/v3/als_pb.js";
 import { createMemoryCreditGate } from "../adapters/memory/credit-gate.js";
-import { createRedisCreditGate } from "../adapters/redis/credit-gate.js";
+import { createRedisCreditGate, type RedisCreditGate } from "../adapters/redis/credit-gate.js";
 import type { LedgerStore } from "../adapters/sql/ledger-store.js";
 import type { Config } from "../config/config.js";
+import type { RateLimiter } from "../domain/admission.js";
 import type { CreditReservations } from "../domain/credits.js";
 import { accessLogImplementation } from "../dataplane/accesslog/als-service.js";
 import { createMeter, type Meter, type MeterSpool, type SpooledBatch } from "../dataplane/accesslog/meter.js";
@@ -19,6 +18,8 @@ const DAY_MS = 86_400_000;
 /** Credits and metering wired for one process: the gate admission reserves through, and the meter role if asked. */
 export interface Metering {
   credits: CreditReservations;
+  /** The same gate when it is the Redis one, for the combined admission script. */
+  redisCredits?: RedisCreditGate;
   meter: Meter;
   /** The StreamAccessLogs server when this process runs the meter role. */
   server?: RunningGrpcServer;
@@ -38,28 +39,22 @@ export async function startMetering(
     logger: Logger;
     clock: () => number;
     pollMs: number;
-    /** Metrics hook: told about each error of the credit gate's Redis connection; must not throw. */
-    onRedisError?(): void;
+    /** The hot-path Redis connection (the limiter's); the gate is Redis-backed when there is one. */
+    redis?: Redis;
+    /** Settled by the meter with each billed request's actual tokens. */
+    limiter?: RateLimiter;
     /** The PostgreSQL schema the stores use (tests isolate runs by schema); part of the spool file's identity. */
     schema?: string;
   },
 ): Promise<Metering> {
   const { ledger, logger, clock } = options;
-  let redis: Redis | undefined;
   let credits: CreditReservations;
-  if (config.redis.url) {
-    // Same behaviour as the limiter's connection: no queueing while Redis is down (a Check must be answered now, and
-    // admission turns the error into a 503), auto-pipelining so concurrent Checks share round trips.
-    const warn = throttled(10_000, (suppressed, err) => logger.warn({ err, suppressed }, "redis (credits) connection error"));
-    redis = createRedisClient(config.redis.url, {
-      commandTimeoutMs: config.redis.command_timeout_ms,
-      onError: (error) => {
-        options.onRedisError?.();
-        warn(error);
-      },
-    });
-    void connectRedis(redis);
-    credits = createRedisCreditGate({ redis, source: ledger, reservationTtlMs: config.meter.reservation_ttl_ms, prefix: `${config.redis.prefix}:` });
+  let redisCredits: RedisCreditGate | undefined;
+  if (options.redis) {
+    // The limiter's connection: no queueing while Redis is down (a Check must be answered now, and admission turns
+    // the error into a 503), auto-pipelining so concurrent Checks share round trips, and one connection for the
+    // combined admission script, whose sweep-index write must precede its reservation on the same connection.
+    credits = redisCredits = createRedisCreditGate({ redis: options.redis, source: ledger, reservationTtlMs: config.meter.reservation_ttl_ms, prefix: `${config.redis.prefix}:` });
   } else {
     credits = createMemoryCreditGate({ source: ledger, reservationTtlMs: config.meter.reservation_ttl_ms });
   }
@@ -72,6 +67,7 @@ export async function startMetering(
   const meter = createMeter({
     ledger,
     credits,
+    limiter: options.limiter,
     logger,
     clock,
     spool,
@@ -114,6 +110,7 @@ export async function startMetering(
   }
   return {
     credits,
+    redisCredits,
     meter,
     server,
     async close() {
@@ -121,7 +118,6 @@ export async function startMetering(
       await server?.close();
       await meter.close();
       await credits.close();
-      redis?.disconnect();
     },
   };
 }

@@ -3,7 +3,7 @@ import { createMemoryRateLimiter } from "../adapters/memory/rate-limiter.js";
 import { connectRedis, createRedisClient } from "../adapters/redis/client.js";
 import { createRedisRateLimiter } from "../adapters/redis/rate-limiter.js";
 import type { Config } from "../config/config.js";
-import type { RateDecision, RateLimiter } from "../domain/admission.js";
+import type { HoldOutcome, Quota, RateLimiter } from "../domain/admission.js";
 import type { Logger } from "../logging.js";
 
 /** The limiter a control plane runs with, and the Redis connection behind it when there is one. */
@@ -32,35 +32,28 @@ export function throttled(everyMs: number, log: (suppressed: number, detail: unk
 }
 
 /**
- * Applies the Redis failure policy to a limiter. Fail closed (default): a fault propagates and admission answers 503
- * `unavailable` with Retry-After. Fail open: the request is admitted without limits. Either way a warning is logged,
- * at most once per 10 s. Settle and release never fail a request: a missed one only over-counts until the entry ages
- * out of the window, which errs on the safe side.
+ * Applies the failure policy to admission's quota (rate limits and credit reservations). Fail closed (default): a
+ * fault propagates and admission answers 503 `unavailable` with Retry-After. Fail open (`redis.fail_open`): the
+ * request is admitted without rate limits and without a credit reservation; the meter still bills its actual usage,
+ * so balances can go below zero while Redis is away. Either way a warning is logged, at most once per 10 s.
  */
-export function withFailurePolicy(inner: RateLimiter, options: { failOpen: boolean; logger: Logger }): RateLimiter {
+export function withFailurePolicy(inner: Quota, options: { failOpen: boolean; logger: Logger }): Quota {
   const { logger, failOpen } = options;
   const warn = throttled(10_000, (suppressed, err) =>
-    logger.warn({ err, suppressed }, failOpen ? "rate limiter unreachable; admitting WITHOUT limits (redis.fail_open)" : "rate limiter unreachable; answering 503 (fail closed)"),
+    logger.warn({ err, suppressed }, failOpen
+      ? "rate limits and credit reservations unreachable; admitting WITHOUT them (redis.fail_open)"
+      : "rate limits and credit reservations unreachable; answering 503 (fail closed)"),
   );
-  const quietly = async (work: () => void | Promise<void>) => {
-    try {
-      await work();
-    } catch (error) {
-      warn(error);
-    }
-  };
   return {
-    async admit(request): Promise<RateDecision> {
+    async hold(request): Promise<HoldOutcome> {
       try {
-        return await inner.admit(request);
+        return await inner.hold(request);
       } catch (error) {
         warn(error);
-        if (failOpen) return { admitted: true };
+        if (failOpen) return { held: true };
         throw error;
       }
     },
-    settle: (request) => quietly(() => inner.settle(request)),
-    release: (request) => quietly(() => inner.release(request)),
   };
 }
 
@@ -76,7 +69,7 @@ export async function startRateLimiting(config: Config, logger: Logger): Promise
   const connectionWarning = throttled(10_000, (suppressed, err) => logger.warn({ err, suppressed }, "redis connection error"));
   const redis = createRedisClient(config.redis.url, { onError: connectionWarning, commandTimeoutMs: config.redis.command_timeout_ms });
   if (!(await connectRedis(redis))) logger.warn("redis not reachable at start-up; retrying in the background");
-  const limiter = withFailurePolicy(createRedisRateLimiter({ redis, prefix: config.redis.prefix }), { failOpen: config.redis.fail_open, logger });
+  const limiter = createRedisRateLimiter({ redis, prefix: config.redis.prefix });
   return {
     backend: "redis",
     limiter,

@@ -33,6 +33,7 @@ export type RateDecision =
 export interface RateLimiter {
   admit(request: {
     keyId: string;
+    accountId: string;
     decisionId: string;
     requestsPerMinute: number;
     tokensPerMinute: number;
@@ -43,9 +44,9 @@ export interface RateLimiter {
    * Replaces an admission's token reservation with the tokens actually used (the meter calls it once usage is known),
    * refunding the difference to the window. A no-op once the admission has aged out of the window or was released.
    */
-  settle(request: { keyId: string; decisionId: string; actualTokens: number; now: number }): void | Promise<void>;
+  settle(request: { keyId: string; accountId: string; decisionId: string; actualTokens: number; now: number }): void | Promise<void>;
   /** Gives back a reservation that will never be used (a later step refused the request): its request and tokens. */
-  release(request: { keyId: string; decisionId: string; tokens: number; now: number }): void | Promise<void>;
+  release(request: { keyId: string; accountId: string; decisionId: string; tokens: number; now: number }): void | Promise<void>;
 }
 
 /** Credit reservations against an account's prepaid balance. */
@@ -58,14 +59,68 @@ export interface CreditGate {
   }): { reserved: true } | { reserved: false; available: Nanos } | Promise<{ reserved: true } | { reserved: false; available: Nanos }>;
 }
 
+/** What admitting one request holds: a place in its key's window and a worst-case credit reservation. */
+export interface HoldRequest {
+  keyId: string;
+  accountId: string;
+  decisionId: string;
+  requestsPerMinute: number;
+  tokensPerMinute: number;
+  /** Tokens to reserve in the window: prompt estimate plus maximum output. */
+  tokens: number;
+  /** Credit to reserve: the request's worst-case cost. */
+  amount: Nanos;
+  now: number;
+}
+
+/** Held (with the window's figures when limits applied), or refused by the limiter, or refused for credit. */
+export type HoldOutcome =
+  | { held: true; rateLimit?: RateLimitState }
+  | { held: false; rate: Extract<RateDecision, { admitted: false }> }
+  | { held: false; available: Nanos };
+
+/**
+ * A request's rate-limit admission and credit reservation, held together: both or neither, the limiter deciding
+ * first. Redis decides both in one script (one round trip per Check); `holdInTurn` composes the separate ports.
+ * Throws when it cannot decide; admission answers 503 `unavailable`.
+ */
+export interface Quota {
+  hold(request: HoldRequest): HoldOutcome | Promise<HoldOutcome>;
+}
+
+/** A Quota over separate ports: the limiter admits, then the gate reserves, and a credit refusal gives the admission back. */
+export function holdInTurn(limiter: RateLimiter, credits: CreditGate): Quota {
+  return {
+    async hold(request) {
+      const { keyId, accountId, decisionId, tokens, now } = request;
+      const admitted = limiter.admit(request);
+      const decision = admitted instanceof Promise ? await admitted : admitted;
+      if (!decision.admitted) return { held: false, rate: decision };
+      let credit;
+      try {
+        const reserved = credits.reserve(request);
+        credit = reserved instanceof Promise ? await reserved : reserved;
+      } catch (error) {
+        await limiter.release({ keyId, accountId, decisionId, tokens, now });
+        throw error;
+      }
+      if (!credit.reserved) {
+        await limiter.release({ keyId, accountId, decisionId, tokens, now });
+        return { held: false, available: credit.available };
+      }
+      return { held: true, rateLimit: decision.state };
+    },
+  };
+}
+
 /** Everything admission reads; all of it in memory on the warm path. */
 export interface AdmissionDeps {
   snapshot(): CatalogueSnapshot;
   keys: KeyDirectory;
   /** Whether requests for a provider can be forwarded (it is configured and has a credential). */
   routable(provider: string): boolean;
-  limiter?: RateLimiter;
-  credits?: CreditGate;
+  /** Rate limits and credit reservations; absent, requests are admitted without either (benchmarks of the rest). */
+  quota?: Quota;
   now(): number;
   newDecisionId(): string;
 }
@@ -172,34 +227,32 @@ async function reserve(
   const now = deps.now();
 
   let rateLimit: RateLimitState | undefined;
-  if (deps.limiter) {
+  if (deps.quota) {
     const requestsPerMinute = key.requestsPerMinute ?? plan.requestsPerMinute;
     const tokensPerMinute = key.tokensPerMinute ?? plan.tokensPerMinute;
     if (reservedTokens > tokensPerMinute) {
       // Waiting can never help, so no Retry-After (clients would retry in vain); 429 as OpenAI answers "Request too large".
       return deny("rate_limit_exceeded", `Request too large for this key's tokens per minute: limit ${tokensPerMinute}, requested ${reservedTokens} (prompt estimate + max output). It can never fit; lower max_tokens or shorten the prompt.`, { param: "max_tokens" });
     }
-    let decision;
+    let outcome: HoldOutcome;
     try {
-      decision = await deps.limiter.admit({ keyId, decisionId, requestsPerMinute, tokensPerMinute, tokens: reservedTokens, now });
+      const held = deps.quota.hold({ keyId, accountId, decisionId, requestsPerMinute, tokensPerMinute, tokens: reservedTokens, amount: reservedNanos, now });
+      outcome = held instanceof Promise ? await held : held;
     } catch {
-      // Infrastructure fault (the limiter reports it); fail closed: without limits the gateway cannot decide.
-      return deny("unavailable", "Rate limits cannot be checked right now; retry shortly.", { retryAfterSeconds: 1 });
+      // Infrastructure fault (the quota's failure policy logs it); fail closed: without limits and credit the gateway cannot decide.
+      return deny("unavailable", "Rate limits and credit cannot be checked right now; retry shortly.", { retryAfterSeconds: 1 });
     }
-    rateLimit = decision.state;
-    if (!decision.admitted) {
+    if ("rate" in outcome) {
+      const decision = outcome.rate;
       return deny("rate_limit_exceeded", decision.dimension === "requests"
         ? `Rate limit reached for requests per minute on this key; retry in ${decision.retryAfterSeconds}s.`
         : `Rate limit reached for tokens per minute on this key (this request needs ${reservedTokens}); retry in ${decision.retryAfterSeconds}s.`,
-        { retryAfterSeconds: decision.retryAfterSeconds, rateLimit });
+        { retryAfterSeconds: decision.retryAfterSeconds, rateLimit: decision.state });
     }
-  }
-  if (deps.credits) {
-    const credit = await deps.credits.reserve({ accountId, decisionId, amount: reservedNanos, now });
-    if (!credit.reserved) {
-      await deps.limiter?.release({ keyId, decisionId, tokens: reservedTokens, now });
+    if (!outcome.held) {
       return deny("insufficient_credits", "Your credit balance cannot cover this request's maximum cost; add credits or lower max_tokens.");
     }
+    rateLimit = outcome.rateLimit;
   }
   const admission: Admission = {
     kind: "allow",

@@ -22,11 +22,11 @@ export const CHECK_OUTCOMES = [
 ] as const satisfies ReadonlyArray<DenyCode | "allow" | "answer">;
 
 /** Parts of the process whose Redis connection can fail; a fixed set, so the label never grows. */
-export type RedisComponent = "rate_limits" | "credits" | "key_events";
+export type RedisComponent = "admission" | "key_events";
 /** Parts of the process whose SQL work can fail; a fixed set, so the label never grows. */
 export type SqlComponent = "ledger" | "key_cache" | "catalogue" | "readiness";
 
-const REDIS_COMPONENTS: readonly RedisComponent[] = ["rate_limits", "credits", "key_events"];
+const REDIS_COMPONENTS: readonly RedisComponent[] = ["admission", "key_events"];
 const SQL_COMPONENTS: readonly SqlComponent[] = ["ledger", "key_cache", "catalogue", "readiness"];
 const METER_OUTCOMES = ["billed", "already_billed", "skipped", "dead_lettered", "spooled"] as const;
 
@@ -140,7 +140,7 @@ export function createMetrics(options: { processMetrics?: boolean; clock?: () =>
       try {
         this.set(await reservationCount());
       } catch {
-        redisChildren.credits.inc();
+        redisChildren.admission.inc();
       }
     },
   });

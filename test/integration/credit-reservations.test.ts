@@ -4,6 +4,7 @@ import type { UsageEvent } from "../../src/domain/metering.js";
 import { describeWith, postgresTarget, sqliteTarget, type StoreTarget } from "../support/services.js";
 import { startTestPlane, type TestPlane } from "../support/control-plane.js";
 import { envoyCheckRequest, outcome } from "../support/authz-client.js";
+import { alsEntry, connectAls } from "../support/als-client.js";
 
 const BODY = JSON.stringify({ model: "gpt-5.5", max_tokens: 100, messages: [{ role: "user", content: "How many credits do I have?" }] });
 
@@ -57,6 +58,25 @@ function concurrentAdmissions(makeTarget: () => StoreTarget, env: Record<string,
     expect(await ledger.entriesTotal(accountId)).toBe(balance);
     // Released reservations and the settled balance agree: still not enough for one more.
     expect(outcome(await t.authz.check(request(secret))).httpStatus).toBe(402);
+  });
+
+  it("the meter settles a billed request's tokens in its key's window: the reservation becomes the actual usage", async () => {
+    t = await startTestPlane(makeTarget(), { env: { ...env, TOLLGATE_METER_LISTEN: "127.0.0.1:0", TOLLGATE_METER_BATCH_WINDOW_MS: "2" }, roles: ["authz", "meter"] });
+    const { accountId, secret } = await t.account("pro", { tokensPerMinute: 5000 });
+    const first = outcome(await t.authz.check(request(secret)));
+    expect(first.allowed).toBe(true);
+    const reserved = Number(first.metadata.reserved_tokens);
+    expect(first.responseHeaders["x-ratelimit-remaining-tokens"]).toBe(String(5000 - reserved));
+
+    const als = connectAls(`127.0.0.1:${t.plane.metering.server!.port}`);
+    const stream = als.open();
+    stream.send([alsEntry({ decisionId: first.metadata.decision_id as string, accountId, keyId: first.metadata.key_id as string, usage: { prompt: 10, completion: 5 } })]);
+    await stream.end();
+    als.close();
+    await t.plane.metering.meter.drain();
+
+    const second = outcome(await t.authz.check(request(secret)));
+    expect(second.responseHeaders["x-ratelimit-remaining-tokens"]).toBe(String(5000 - 15 - reserved));
   });
 }
 

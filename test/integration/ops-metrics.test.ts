@@ -99,7 +99,7 @@ describe("ops: /metrics exposition", () => {
     // The meter settled two of the three reservations.
     expect(after.samples.get("tollgate_credit_reservations_open")).toBe(1);
     expect(after.samples.get('tollgate_sql_errors_total{component="ledger"}')).toBe(0);
-    expect(after.samples.get('tollgate_redis_errors_total{component="rate_limits"}')).toBe(0);
+    expect(after.samples.get('tollgate_redis_errors_total{component="admission"}')).toBe(0);
     // A dead letter is logged with the decision id it carried.
     expect(t.logs.join("")).toMatch(/"decisionId":"dead-0001".*access-log entry dead-lettered/);
 

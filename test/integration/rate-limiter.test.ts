@@ -6,12 +6,15 @@ import { createMemoryRateLimiter } from "../../src/adapters/memory/rate-limiter.
 import { connectRedis, createRedisClient } from "../../src/adapters/redis/client.js";
 import { createRedisRateLimiter } from "../../src/adapters/redis/rate-limiter.js";
 import { withFailurePolicy } from "../../src/app/rate-limits.js";
-import type { RateDecision, RateLimiter } from "../../src/domain/admission.js";
+import type { Quota, RateDecision, RateLimiter } from "../../src/domain/admission.js";
+import { nanos } from "../../src/domain/money.js";
 import { createLogger } from "../../src/logging.js";
 import { describeWith } from "../support/services.js";
 
 const MIN = 60_000;
 const T0 = 1_750_000_000_000;
+/** Limiter keys live under their account's hash tag; the conformance suite's keys all belong to one account. */
+const ACCOUNT = "acct_conformance";
 
 /** One conformance suite for every limiter: the in-process one always, the Redis one when Redis is configured. */
 function conformance(make: () => RateLimiter) {
@@ -22,7 +25,7 @@ function conformance(make: () => RateLimiter) {
   });
   const key = (label = "k") => `key_${label}${++n}_${randomUUID().slice(0, 8)}`;
   const admit = (keyId: string, now: number, limits: { rpm: number; tpm: number }, tokens = 1, decisionId: string = randomUUID()) =>
-    Promise.resolve(limiter.admit({ keyId, decisionId, requestsPerMinute: limits.rpm, tokensPerMinute: limits.tpm, tokens, now }));
+    Promise.resolve(limiter.admit({ keyId, accountId: ACCOUNT, decisionId, requestsPerMinute: limits.rpm, tokensPerMinute: limits.tpm, tokens, now }));
 
   it("admits exactly requests_per_minute requests in a window, then refuses with Retry-After until the oldest ages out", async () => {
     const k = key();
@@ -85,13 +88,13 @@ function conformance(make: () => RateLimiter) {
     const id = randomUUID();
     await admit(k, T0, limits, 900, id);
     expect((await admit(k, T0 + 1, limits, 200)).admitted).toBe(false);
-    await limiter.settle({ keyId: k, decisionId: id, actualTokens: 150, now: T0 + 2 });
+    await limiter.settle({ accountId: ACCOUNT, keyId: k, decisionId: id, actualTokens: 150, now: T0 + 2 });
     const after = await admit(k, T0 + 3, limits, 200);
     expect(after.admitted).toBe(true);
     expect(after.state!.tokens.remaining).toBe(650);
     // Settling something unknown or aged out is a no-op, not an error.
-    await limiter.settle({ keyId: k, decisionId: randomUUID(), actualTokens: 5, now: T0 + 4 });
-    await limiter.settle({ keyId: key(), decisionId: id, actualTokens: 5, now: T0 + 4 });
+    await limiter.settle({ accountId: ACCOUNT, keyId: k, decisionId: randomUUID(), actualTokens: 5, now: T0 + 4 });
+    await limiter.settle({ accountId: ACCOUNT, keyId: key(), decisionId: id, actualTokens: 5, now: T0 + 4 });
     expect((await admit(k, T0 + 5, limits, 0)).state!.tokens.remaining).toBe(650);
   });
 
@@ -101,11 +104,11 @@ function conformance(make: () => RateLimiter) {
     const id = randomUUID();
     expect((await admit(k, T0, limits, 500, id)).admitted).toBe(true);
     expect((await admit(k, T0 + 1, limits, 1)).admitted).toBe(false);
-    await limiter.release({ keyId: k, decisionId: id, tokens: 500, now: T0 + 2 });
+    await limiter.release({ accountId: ACCOUNT, keyId: k, decisionId: id, tokens: 500, now: T0 + 2 });
     const again = await admit(k, T0 + 3, limits, 500);
     expect(again.admitted).toBe(true);
     expect(again.state!.requests.remaining).toBe(0);
-    await limiter.release({ keyId: k, decisionId: id, tokens: 500, now: T0 + 4 }); // twice: no-op
+    await limiter.release({ accountId: ACCOUNT, keyId: k, decisionId: id, tokens: 500, now: T0 + 4 }); // twice: no-op
     expect((await admit(k, T0 + 5, limits, 1)).admitted).toBe(false);
   });
 
@@ -156,11 +159,11 @@ function conformance(make: () => RateLimiter) {
             if (s.settle && log.length > 0) {
               const e = log[s.settle.pick % log.length]!;
               const actual = Math.floor(e.tokens * s.settle.fraction);
-              await limiter.settle({ keyId: k, decisionId: e.id, actualTokens: actual, now });
+              await limiter.settle({ accountId: ACCOUNT, keyId: k, decisionId: e.id, actualTokens: actual, now });
               if (!e.released && e.at > now - MIN) e.tokens = actual;
             } else if (s.release && log.length > 0 && !decision.admitted) {
               const e = log[log.length - 1]!;
-              await limiter.release({ keyId: k, decisionId: e.id, tokens: e.tokens, now });
+              await limiter.release({ accountId: ACCOUNT, keyId: k, decisionId: e.id, tokens: e.tokens, now });
               if (e.at > now - MIN) e.released = true;
             }
           }
@@ -205,38 +208,38 @@ describeWith("redis", "rate limiter [redis]", (url) => {
   });
   conformance(() => createRedisRateLimiter({ redis, prefix }));
 
-  it("keeps both of a key's Redis keys in one Cluster slot and expires them after the window", async () => {
+  it("keeps a key's Redis keys in its account's Cluster slot (with the account's credit keys) and expires them after the window", async () => {
     const limiter = createRedisRateLimiter({ redis, prefix });
-    await limiter.admit({ keyId: "key_slot", decisionId: randomUUID(), requestsPerMinute: 3, tokensPerMinute: 100, tokens: 1, now: Date.now() });
-    const keys = (await redis.keys(`${prefix}:{key_slot}:*`)).sort();
-    expect(keys).toEqual([`${prefix}:{key_slot}:rl:req`, `${prefix}:{key_slot}:rl:tok`]);
+    await limiter.admit({ keyId: "key_slot", accountId: "acct_slot", decisionId: randomUUID(), requestsPerMinute: 3, tokensPerMinute: 100, tokens: 1, now: Date.now() });
+    const keys = (await redis.keys(`${prefix}:{acct_slot}:*`)).sort();
+    expect(keys).toEqual([`${prefix}:{acct_slot}:rl:key_slot:req`, `${prefix}:{acct_slot}:rl:key_slot:tok`]);
     const ttl = await redis.pttl(keys[0]!);
     expect(ttl).toBeGreaterThan(MIN);
     expect(ttl).toBeLessThanOrEqual(MIN + 5000);
   });
 });
 
-describe("rate limiter failure policy", () => {
-  const broken = { admit: async () => { throw new Error("Connection is closed."); }, settle: async () => { throw new Error("down"); }, release: async () => { throw new Error("down"); } } as unknown as RateLimiter;
-  const request = { keyId: "key_x", decisionId: "d", requestsPerMinute: 1, tokensPerMinute: 1, tokens: 1, now: T0 };
-
-  it("fails closed by default: the fault reaches admission (which answers 503), logged once per period", async () => {
+describe("admission quota failure policy", () => {
+  const broken: Quota = { hold: async () => { throw new Error("Connection is closed."); } };
+  const request = { keyId: "key_x", accountId: "acct_x", decisionId: "d", requestsPerMinute: 1, tokensPerMinute: 1, tokens: 1, amount: nanos(1n), now: T0 };
+  const capture = () => {
     const lines: string[] = [];
     const logger = createLogger({ level: "warn", destination: new Writable({ write: (c, _e, done) => (lines.push(String(c)), done()) }) });
-    const limiter = withFailurePolicy(broken, { failOpen: false, logger });
-    await expect(limiter.admit(request)).rejects.toThrow("Connection is closed.");
-    await expect(limiter.admit(request)).rejects.toThrow();
-    await limiter.settle({ keyId: "key_x", decisionId: "d", actualTokens: 0, now: T0 }); // never fails a request
-    await limiter.release({ keyId: "key_x", decisionId: "d", tokens: 1, now: T0 });
+    return { lines, logger };
+  };
+
+  it("fails closed by default: the fault reaches admission (which answers 503), logged once per period", async () => {
+    const { lines, logger } = capture();
+    const quota = withFailurePolicy(broken, { failOpen: false, logger });
+    await expect(Promise.resolve(quota.hold(request))).rejects.toThrow("Connection is closed.");
+    await expect(Promise.resolve(quota.hold(request))).rejects.toThrow();
     expect(lines).toHaveLength(1);
     expect(lines[0]).toContain("fail closed");
   });
 
-  it("fails open when configured: admitted without limits (no x-ratelimit state), with a warning", async () => {
-    const lines: string[] = [];
-    const logger = createLogger({ level: "warn", destination: new Writable({ write: (c, _e, done) => (lines.push(String(c)), done()) }) });
-    const decision = await withFailurePolicy(broken, { failOpen: true, logger }).admit(request);
-    expect(decision).toEqual({ admitted: true });
-    expect(lines[0]).toContain("WITHOUT limits");
+  it("fails open when configured: held without limits or reservation (no x-ratelimit state), with a warning", async () => {
+    const { lines, logger } = capture();
+    expect(await withFailurePolicy(broken, { failOpen: true, logger }).hold(request)).toEqual({ held: true });
+    expect(lines[0]).toContain("WITHOUT them");
   });
 });

@@ -104,7 +104,7 @@ describeWith("redis", "rate limits through Check [redis limiter, Redis stopped a
     expect(down.error?.code).toBe("unavailable");
     expect(down.headers["retry-after"]).toBe("1");
     expect(answeredInMs).toBeLessThan(1000); // fails fast: no offline queue, no retries
-    expect(plane.logs.some((l) => l.includes("rate limiter unreachable"))).toBe(true);
+    expect(plane.logs.some((l) => l.includes("rate limits and credit reservations unreachable; answering 503 (fail closed)"))).toBe(true);
 
     redis = await startRedisServer(port); // same port; empty (no persistence)
     let resumed: CheckOutcome | undefined;

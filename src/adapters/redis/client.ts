@@ -50,8 +50,3 @@ export async function connectRedis(redis: Redis, timeoutMs = 2000): Promise<bool
     redis.on("ready", onReady);
   });
 }
-
-/** Redis keys of one API key share a hash tag, so every script's keys live in one Cluster slot. */
-export function keyScope(prefix: string, keyId: string): string {
-  return `${prefix}:{${keyId}}`;
-}

@@ -17,23 +17,41 @@ import { nanos } from "../../domain/money.js";
 // - Lua numbers are doubles: amounts are exact below 2^53 nano-USD (about 9 million USD per account); the script
 //   raises an error above that instead of rounding.
 
-const RESERVE = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, '0'} end
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return {1, '0'} end
-local limit = 9007199254740991
-local balance = tonumber(redis.call('HGET', KEYS[1], 'balance'))
-local held = tonumber(redis.call('GET', KEYS[4]) or '0')
-local amount = tonumber(ARGV[2])
-if math.abs(balance) > limit or held > limit or amount > limit then return redis.error_reply('credit amount beyond 2^53 nano-USD') end
-local available = balance - held
-if amount > available then
+/**
+ * Lua functions over key names, shared by the gate's own RESERVE and the combined admission script (quota.ts).
+ * `credit_check` answers: -1 the balance is not loaded; 1 this decision already holds a reservation (a retry);
+ * 2 it fits; 0 it does not, with what is available (floored at 0).
+ */
+export const CREDIT_LUA_FUNCTIONS = `
+local function credit_check(bal, resv, held, decision, amount)
+  if redis.call('EXISTS', bal) == 0 then return -1, 0 end
+  if redis.call('HEXISTS', resv, decision) == 1 then return 1, 0 end
+  local limit = 9007199254740991
+  local balance = tonumber(redis.call('HGET', bal, 'balance'))
+  local h = tonumber(redis.call('GET', held) or '0')
+  local a = tonumber(amount)
+  if math.abs(balance) > limit or h > limit or a > limit then error({err = 'credit amount beyond 2^53 nano-USD'}) end
+  local available = balance - h
+  if a <= available then return 2, 0 end
   if available < 0 then available = 0 end
-  return {0, string.format('%.0f', available)}
+  return 0, available
 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
-redis.call('INCRBY', KEYS[4], ARGV[2])
-return {1, '0'}
+
+local function credit_hold(resv, exp, held, decision, amount, expiresAt)
+  redis.call('HSET', resv, decision, amount)
+  redis.call('ZADD', exp, expiresAt, decision)
+  redis.call('INCRBY', held, amount)
+end
+`;
+
+/** KEYS: bal, resv, exp, held. ARGV: decisionId, amount, expiresAt. Returns {status (-1, 0 or 1), available}. */
+const RESERVE = `${CREDIT_LUA_FUNCTIONS}
+local status, available = credit_check(KEYS[1], KEYS[2], KEYS[4], ARGV[1], ARGV[2])
+if status == 2 then
+  credit_hold(KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3])
+  status = 1
+end
+return {status, string.format('%.0f', available)}
 `;
 
 const LOAD = `
@@ -64,9 +82,8 @@ end
 return released
 `;
 
-type Reply = [number, string];
 interface CreditCommands {
-  tollgateCreditReserve(bal: string, resv: string, exp: string, held: string, decision: string, amount: string, expiresAt: number): Promise<Reply>;
+  tollgateCreditReserve(bal: string, resv: string, exp: string, held: string, decision: string, amount: string, expiresAt: number): Promise<[number, string]>;
   tollgateCreditLoad(bal: string, balance: string, version: number, ttlMs: number): Promise<number>;
   tollgateCreditCommit(bal: string, resv: string, exp: string, held: string, version: number, balance: string, ...decisions: string[]): Promise<number>;
 }
@@ -88,12 +105,30 @@ export interface RedisCreditGateOptions {
   balanceTtlMs?: number;
 }
 
+/** An account's credit keys. */
+export interface CreditKeys {
+  bal: string;
+  resv: string;
+  exp: string;
+  held: string;
+}
+
+/** The Redis gate, plus what the combined admission script (quota.ts) needs to reserve through it. */
+export interface RedisCreditGate extends CreditReservations {
+  /**
+   * Runs a script that reserves credit for an account (alone, or together with a rate-limit admission): indexes the
+   * account for the expiry sweep, and when the script answers −1 (balance not in Redis) loads it from SQL and runs
+   * the script again.
+   */
+  reserveWith<R extends readonly unknown[]>(accountId: string, now: number, run: (keys: CreditKeys, expiresAt: number) => Promise<R>): Promise<R>;
+}
+
 /**
  * Credit reservations in Redis, shared by every authz replica: one atomic Lua script per admission (check the
  * balance minus held reservations, then hold), keys hash-tagged per account (`tollgate:{acct_…}:…`) so each script
  * touches one cluster slot.
  */
-export function createRedisCreditGate(options: RedisCreditGateOptions): CreditReservations {
+export function createRedisCreditGate(options: RedisCreditGateOptions): RedisCreditGate {
   const prefix = options.prefix ?? "tollgate:";
   const balanceTtlMs = options.balanceTtlMs ?? 60_000;
   const redis = options.redis as Redis & CreditCommands;
@@ -102,7 +137,7 @@ export function createRedisCreditGate(options: RedisCreditGateOptions): CreditRe
     options.redis.defineCommand("tollgateCreditLoad", { numberOfKeys: 1, lua: LOAD });
     options.redis.defineCommand("tollgateCreditCommit", { numberOfKeys: 4, lua: COMMIT });
   }
-  const keys = (accountId: string) => {
+  const keys = (accountId: string): CreditKeys => {
     const base = `${prefix}{${accountId}}:`;
     return { bal: base + "bal", resv: base + "resv", exp: base + "exp", held: base + "held" };
   };
@@ -115,27 +150,34 @@ export function createRedisCreditGate(options: RedisCreditGateOptions): CreditRe
     await redis.tollgateCreditLoad(keys(accountId).bal, row.balance.toString(), row.version, balanceTtlMs);
   }
 
+  async function reserveWith<R extends readonly unknown[]>(accountId: string, now: number, run: (keys: CreditKeys, expiresAt: number) => Promise<R>): Promise<R> {
+    const k = keys(accountId);
+    // Index first: an account holding a reservation is always found by the expiry sweep. Commands on one
+    // connection run in order, so the index is written before the reservation without waiting a round trip for it;
+    // and once per account per interval, since re-adding a member is a no-op (the interval covers a Redis restart).
+    let indexed: Promise<unknown> | undefined;
+    if ((indexedAt.get(accountId) ?? -Infinity) <= now - INDEX_REFRESH_MS) {
+      indexed = redis.sadd(accountsKey, accountId).then(() => indexedAt.set(accountId, now));
+      indexed.catch(() => undefined);
+    }
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const reply = await run(k, now + options.reservationTtlMs);
+      if (reply[0] !== -1) {
+        if (indexed) await indexed;
+        return reply;
+      }
+      await load(accountId);
+    }
+    throw new Error("credit balance could not be loaded into Redis");
+  }
+
   return {
+    reserveWith,
     async reserve({ accountId, decisionId, amount, now }) {
-      const k = keys(accountId);
-      // Index first: an account holding a reservation is always found by the expiry sweep. Commands on one
-      // connection run in order, so the index is written before the reservation without waiting a round trip for it;
-      // and once per account per interval, since re-adding a member is a no-op (the interval covers a Redis restart).
-      let indexed: Promise<unknown> = Promise.resolve();
-      if ((indexedAt.get(accountId) ?? -Infinity) <= now - INDEX_REFRESH_MS) {
-        indexed = redis.sadd(accountsKey, accountId).then(() => indexedAt.set(accountId, now));
-        indexed.catch(() => undefined);
-      }
-      for (let attempt = 0; attempt < 3; attempt++) {
-        const [status, available] = await redis.tollgateCreditReserve(k.bal, k.resv, k.exp, k.held, decisionId, amount.toString(), now + options.reservationTtlMs);
-        if (status === 1) {
-          await indexed;
-          return { reserved: true };
-        }
-        if (status === 0) return { reserved: false, available: nanos(BigInt(available)) };
-        await load(accountId);
-      }
-      throw new Error("credit balance could not be loaded into Redis");
+      const [status, available] = await reserveWith(accountId, now, (k, expiresAt) =>
+        redis.tollgateCreditReserve(k.bal, k.resv, k.exp, k.held, decisionId, amount.toString(), expiresAt),
+      );
+      return status === 1 ? { reserved: true } : { reserved: false, available: nanos(BigInt(available)) };
     },
     async committed(changes: readonly BalanceChange[]) {
       if (changes.length === 0) return;

@@ -1,70 +1,65 @@
 /**
- * The sliding-window log in Redis, one script per operation so each decision is atomic and one round trip.
- * Kept as TypeScript strings (not .lua files) so `tsc` ships them in dist with no copy step.
+ * The sliding-window log in Redis, as Lua functions over key names so the limiter's own scripts and the combined
+ * admission script (quota.ts) share one definition. Kept as TypeScript strings (not .lua files) so `tsc` ships them
+ * in dist with no copy step.
  *
- * KEYS[1] `<prefix>:{<key id>}:rl:req`: sorted set, member = decision id, score = admission time (ms).
- * KEYS[2] `<prefix>:{<key id>}:rl:tok`: hash, decision id → reserved (later: settled) tokens; field `#sum` = total.
- * Both share the `{<key id>}` hash tag, so they live in one Redis Cluster slot.
+ * `req` `<prefix>:{<account id>}:rl:<key id>:req`: sorted set, member = decision id, score = admission time (ms).
+ * `tok` `<prefix>:{<account id>}:rl:<key id>:tok`: hash, decision id → reserved (later: settled) tokens; field
+ * `#sum` = total. Both share the account's `{…}` hash tag with its credit keys, so one script can decide a request's
+ * rate limit and its credit reservation inside one Redis Cluster slot.
  *
  * Time is the caller's `now` (ARGV), not Redis TIME: tests drive it with a controllable clock and every replica's
  * decision is reproducible. Replicas' clocks must agree to well under a second (NTP); the alternative, Redis TIME
  * inside the script, needs no clock agreement but makes the window untestable without real waiting.
  */
-
-/** Drops admissions at or before now − window from both keys and the running sum. */
-const PRUNE = `
-local function prune(cutoff)
-  local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff)
+export const RATE_LUA_FUNCTIONS = `
+-- Drops admissions at or before cutoff from both keys and the running sum.
+local function rate_prune(req, tok, cutoff)
+  local old = redis.call('ZRANGEBYSCORE', req, '-inf', cutoff)
   if #old == 0 then return end
   local freed = 0
   for i = 1, #old, 500 do
     local last = math.min(i + 499, #old)
-    local amounts = redis.call('HMGET', KEYS[2], unpack(old, i, last))
+    local amounts = redis.call('HMGET', tok, unpack(old, i, last))
     for j = 1, #amounts do freed = freed + (tonumber(amounts[j]) or 0) end
-    redis.call('HDEL', KEYS[2], unpack(old, i, last))
+    redis.call('HDEL', tok, unpack(old, i, last))
   end
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
-  redis.call('HINCRBY', KEYS[2], '#sum', 0 - freed) -- never -0: HINCRBY refuses "-0"
+  redis.call('ZREMRANGEBYSCORE', req, '-inf', cutoff)
+  redis.call('HINCRBY', tok, '#sum', 0 - freed) -- never -0: HINCRBY refuses "-0"
 end
-`;
 
-/**
- * ARGV: now, windowMs, requestsPerMinute, tokensPerMinute, tokens, decisionId.
- * Returns {admitted 0|1, requestsWaitMs, tokensWaitMs, requests, tokens, newestAt (-1 when empty)}.
- */
-export const ADMIT_LUA = `${PRUNE}
-local now = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local rpm = tonumber(ARGV[3])
-local tpm = tonumber(ARGV[4])
-local need = tonumber(ARGV[5])
-prune(now - window)
-local count = redis.call('ZCARD', KEYS[1])
-local sum = tonumber(redis.call('HGET', KEYS[2], '#sum') or '0')
-local requestsExcess = count + 1 - rpm
-local tokensExcess = sum + need - tpm
-local function newest()
-  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+-- Time of the newest admission in the window, -1 when it is empty.
+local function rate_newest(req)
+  local last = redis.call('ZRANGE', req, -1, -1, 'WITHSCORES')
   if #last == 0 then return -1 end
   return tonumber(last[2])
 end
-if requestsExcess > 0 or tokensExcess > 0 then
+
+-- Prunes the window; returns its request count, its token sum and, when a request of need tokens does not fit,
+-- the reply refusing it: {0, requestsWaitMs, tokensWaitMs, count, sum, newest}.
+local function rate_check(req, tok, now, window, rpm, tpm, need)
+  rate_prune(req, tok, now - window)
+  local count = redis.call('ZCARD', req)
+  local sum = tonumber(redis.call('HGET', tok, '#sum') or '0')
+  local requestsExcess = count + 1 - rpm
+  local tokensExcess = sum + need - tpm
+  if requestsExcess <= 0 and tokensExcess <= 0 then return count, sum, nil end
   local requestsWait = 0
   local tokensWait = 0
   if requestsExcess > 0 then
     requestsWait = window
     if requestsExcess <= count then
-      local at = redis.call('ZRANGE', KEYS[1], requestsExcess - 1, requestsExcess - 1, 'WITHSCORES')
+      local at = redis.call('ZRANGE', req, requestsExcess - 1, requestsExcess - 1, 'WITHSCORES')
       requestsWait = tonumber(at[2]) + window - now
     end
   end
   if tokensExcess > 0 then
     tokensWait = window
     if need <= tpm then
-      local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+      local entries = redis.call('ZRANGE', req, 0, -1, 'WITHSCORES')
       local freed = 0
       for i = 1, #entries, 2 do
-        freed = freed + (tonumber(redis.call('HGET', KEYS[2], entries[i])) or 0)
+        freed = freed + (tonumber(redis.call('HGET', tok, entries[i])) or 0)
         if freed >= tokensExcess then
           tokensWait = tonumber(entries[i + 1]) + window - now
           break
@@ -72,15 +67,32 @@ if requestsExcess > 0 or tokensExcess > 0 then
       end
     end
   end
-  return {0, requestsWait, tokensWait, count, sum, newest()}
+  return count, sum, {0, requestsWait, tokensWait, count, sum, rate_newest(req)}
 end
-redis.call('ZADD', KEYS[1], now, ARGV[6])
-redis.call('HSET', KEYS[2], ARGV[6], need)
-sum = redis.call('HINCRBY', KEYS[2], '#sum', need)
--- Garbage collection only (Redis' own clock): the score-based prune above is what the window means.
-redis.call('PEXPIRE', KEYS[1], window + 5000)
-redis.call('PEXPIRE', KEYS[2], window + 5000)
-return {1, 0, 0, count + 1, sum, newest()}
+
+-- Records an admission that rate_check let through; returns the reply admitting it: {1, 0, 0, count, sum, newest}.
+local function rate_hold(req, tok, now, window, need, decision, count)
+  redis.call('ZADD', req, now, decision)
+  redis.call('HSET', tok, decision, need)
+  local sum = redis.call('HINCRBY', tok, '#sum', need)
+  -- Garbage collection only (Redis' own clock): the score-based prune is what the window means.
+  redis.call('PEXPIRE', req, window + 5000)
+  redis.call('PEXPIRE', tok, window + 5000)
+  return {1, 0, 0, count + 1, sum, rate_newest(req)}
+end
+`;
+
+/**
+ * KEYS: req, tok. ARGV: now, windowMs, requestsPerMinute, tokensPerMinute, tokens, decisionId.
+ * Returns {admitted 0|1, requestsWaitMs, tokensWaitMs, requests, tokens, newestAt (-1 when empty)}.
+ */
+export const ADMIT_LUA = `${RATE_LUA_FUNCTIONS}
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local need = tonumber(ARGV[5])
+local count, sum, refusal = rate_check(KEYS[1], KEYS[2], now, window, tonumber(ARGV[3]), tonumber(ARGV[4]), need)
+if refusal then return refusal end
+return rate_hold(KEYS[1], KEYS[2], now, window, need, ARGV[6], count)
 `;
 
 /** ARGV: decisionId, actualTokens. Replaces a live admission's tokens; no-op once it aged out or was released. */
@@ -101,3 +113,9 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('HINCRBY', KEYS[2], '#sum', 0 - old)
 return 1
 `;
+
+/** The limiter's keys for one API key, under its account's hash tag (the credit keys' slot). */
+export function rateKeys(prefix: string, accountId: string, keyId: string): [req: string, tok: string] {
+  const scope = `${prefix}:{${accountId}}:rl:${keyId}`;
+  return [`${scope}:req`, `${scope}:tok`];
+}

@@ -1,8 +1,7 @@
 import type { Redis } from "ioredis";
 import type { RateDecision, RateLimiter } from "../../domain/admission.js";
 import { RATE_WINDOW_MS, rateDecision } from "../../domain/rate-limit.js";
-import { keyScope } from "./client.js";
-import { ADMIT_LUA, RELEASE_LUA, SETTLE_LUA } from "./rate-limit-scripts.js";
+import { ADMIT_LUA, RELEASE_LUA, SETTLE_LUA, rateKeys } from "./rate-limit-scripts.js";
 
 /** Options for the Redis limiter. */
 export interface RedisRateLimiterOptions {
@@ -13,10 +12,18 @@ export interface RedisRateLimiterOptions {
   windowMs?: number;
 }
 
-type Reply = [number, number, number, number, number, number];
+/** What the rate scripts answer: {admitted 0|1, requestsWaitMs, tokensWaitMs, requests, tokens, newestAt or −1}. */
+export type RateReply = [number, number, number, number, number, number];
+
+/** Builds the decision from a rate script's reply. */
+export function decisionFromReply(reply: readonly [...RateReply, ...unknown[]], limits: { requestsPerMinute: number; tokensPerMinute: number; now: number }): RateDecision {
+  const [admitted, requestsWaitMs, tokensWaitMs, requests, tokens, newest] = reply;
+  const figures = { ...limits, requests, tokens, newestAt: newest < 0 ? null : newest };
+  return rateDecision(figures, admitted === 1 ? null : { requestsWaitMs, tokensWaitMs });
+}
 
 interface LimiterCommands {
-  tollgateRateAdmit(req: string, tok: string, ...argv: Array<string | number>): Promise<Reply>;
+  tollgateRateAdmit(req: string, tok: string, ...argv: Array<string | number>): Promise<RateReply>;
   tollgateRateSettle(req: string, tok: string, decisionId: string, actual: number): Promise<number>;
   tollgateRateRelease(req: string, tok: string, decisionId: string): Promise<number>;
 }
@@ -34,24 +41,17 @@ export function createRedisRateLimiter(options: RedisRateLimiterOptions): RateLi
   redis.defineCommand("tollgateRateSettle", { numberOfKeys: 2, lua: SETTLE_LUA });
   redis.defineCommand("tollgateRateRelease", { numberOfKeys: 2, lua: RELEASE_LUA });
   const commands = redis as unknown as LimiterCommands;
-  const keys = (keyId: string): [string, string] => {
-    const scope = keyScope(prefix, keyId);
-    return [`${scope}:rl:req`, `${scope}:rl:tok`];
-  };
 
   return {
-    async admit({ keyId, decisionId, requestsPerMinute, tokensPerMinute, tokens, now }): Promise<RateDecision> {
-      const [admitted, requestsWaitMs, tokensWaitMs, requests, used, newest] = await commands.tollgateRateAdmit(
-        ...keys(keyId), now, windowMs, requestsPerMinute, tokensPerMinute, tokens, decisionId,
-      );
-      const figures = { requestsPerMinute, tokensPerMinute, requests, tokens: used, newestAt: newest < 0 ? null : newest, now };
-      return rateDecision(figures, admitted === 1 ? null : { requestsWaitMs, tokensWaitMs });
+    async admit({ keyId, accountId, decisionId, requestsPerMinute, tokensPerMinute, tokens, now }): Promise<RateDecision> {
+      const reply = await commands.tollgateRateAdmit(...rateKeys(prefix, accountId, keyId), now, windowMs, requestsPerMinute, tokensPerMinute, tokens, decisionId);
+      return decisionFromReply(reply, { requestsPerMinute, tokensPerMinute, now });
     },
-    async settle({ keyId, decisionId, actualTokens }) {
-      await commands.tollgateRateSettle(...keys(keyId), decisionId, actualTokens);
+    async settle({ keyId, accountId, decisionId, actualTokens }) {
+      await commands.tollgateRateSettle(...rateKeys(prefix, accountId, keyId), decisionId, actualTokens);
     },
-    async release({ keyId, decisionId }) {
-      await commands.tollgateRateRelease(...keys(keyId), decisionId);
+    async release({ keyId, accountId, decisionId }) {
+      await commands.tollgateRateRelease(...rateKeys(prefix, accountId, keyId), decisionId);
     },
   };
 }

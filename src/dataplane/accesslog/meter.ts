@@ -1,3 +1,4 @@
+import type { RateLimiter } from "../../domain/admission.js";
 import type { CreditReservations } from "../../domain/credits.js";
 import {
   classify,
@@ -57,6 +58,8 @@ export interface MeterOptions {
   ledger: Ledger;
   /** Told about every commit so reservations are released and cached balances move (may be absent: reconcile). */
   credits?: CreditReservations;
+  /** Told each billed request's actual tokens, so its key's window holds usage instead of the admission's reservation. */
+  limiter?: Pick<RateLimiter, "settle">;
   logger: Logger;
   clock?: () => number;
   /** Commit as soon as this many events are queued. */
@@ -265,14 +268,33 @@ export function createMeter(options: MeterOptions): Meter {
     return [build(items.slice(0, middle)), build(items.slice(middle))];
   }
 
-  async function tellCredits(result: CommitResult): Promise<void> {
-    if (!options.credits) return;
-    try {
-      await options.credits.committed(result.changes);
-    } catch (error) {
-      // SQL is the truth and is committed; the gate catches up by expiry and balance reloads.
-      options.logger.warn({ err: error }, "credit gate update after ledger commit failed");
+  /** After a commit: releases reservations and moves cached balances, and settles the billed requests' tokens. */
+  async function committed(result: CommitResult, events: readonly UsageEvent[]): Promise<void> {
+    const settling = settleWindows(result, events);
+    if (options.credits) {
+      try {
+        await options.credits.committed(result.changes);
+      } catch (error) {
+        // SQL is the truth and is committed; the gate catches up by expiry and balance reloads.
+        options.logger.warn({ err: error }, "credit gate update after ledger commit failed");
+      }
     }
+    await settling;
+  }
+
+  async function settleWindows(result: CommitResult, events: readonly UsageEvent[]): Promise<void> {
+    const limiter = options.limiter;
+    if (!limiter || result.billedDecisions.length === 0) return;
+    const billed = new Set(result.billedDecisions);
+    const now = clock();
+    const settles: Array<void | Promise<void>> = [];
+    for (const e of events) {
+      // Once per decision; a refund that does not happen only over-counts the window until the entry ages out.
+      if (!billed.delete(e.decisionId)) continue;
+      settles.push(limiter.settle({ keyId: e.keyId, accountId: e.accountId, decisionId: e.decisionId, actualTokens: e.promptTokens + e.completionTokens, now }));
+    }
+    const failed = (await Promise.allSettled(settles)).find((r) => r.status === "rejected");
+    if (failed) options.logger.warn({ err: (failed as PromiseRejectedResult).reason }, "rate-limit windows not settled with actual usage; they keep the reservations until those age out");
   }
 
   async function commit(tickets: Ticket[]): Promise<void> {
@@ -311,7 +333,7 @@ export function createMeter(options: MeterOptions): Meter {
       totals.alreadyBilled += t.counts.alreadyBilled;
       totals.deadLettered += t.counts.deadLettered;
     }
-    await tellCredits(result);
+    await committed(result, tickets.flatMap((t) => t.events));
     for (const t of tickets) {
       t.onExpired?.(result.expired);
       t.resolve(t.counts);
@@ -385,7 +407,7 @@ export function createMeter(options: MeterOptions): Meter {
       totals.alreadyBilled += result.alreadyBilled;
       totals.deadLettered += result.deadLettered;
       backoff = retryMinMs;
-      await tellCredits(result);
+      await committed(result, batch.events);
       options.logger.info({ seq: next.seq, billed: result.billed, alreadyBilled: result.alreadyBilled, remaining: spoolSize }, "spooled access-log batch replayed");
       scheduleReplay(0);
     } catch (error) {

@@ -31,14 +31,17 @@ const snapshot = await stores.catalogue.snapshot();
 const keyCache = createKeyCache({ source: stores.keys });
 const routes = new Map([...snapshot.providers.values()].map((p) => [p.id, { basePath: p.basePath, authorization: `Bearer mock-${p.id}` }]));
 const admission = { snapshot: () => snapshot, keys: keyCache, routable: (p) => routes.has(p), now: Date.now, newDecisionId: randomUUID };
-const options = { admission, providers: () => routes, logger: { error() {} } };
+const options = { admission, providers: () => routes, logger: { error() {}, debug() {}, isLevelEnabled: () => false } };
 
-const { bytes, message } = checkRequest(issued.secret);
-const lifted = liftCheckRequest(message);
+const { bytes } = checkRequest(issued.secret);
+const wire = Buffer.from(bytes); // grpc-js hands the decoder a Buffer
+const lifted = liftCheckRequest(wire);
+// The end-to-end stage must measure an allow (bytes), not the fault path's 503 CheckResponse.
+if (!((await checkEncoded(lifted, options)) instanceof Uint8Array)) throw new Error("checkEncoded did not allow the benchmark request");
 const verdict = await admit(lifted.admission, admission); // also warms the key cache
 if (verdict.kind !== "allow") throw new Error(`not allowed: ${JSON.stringify(verdict)}`);
 const chat = parseChatRequest(lifted.admission.body);
-const allow = toCheckResponse(verdict, { headerNames: lifted.headerNames, query: lifted.query, provider: routes.get(verdict.model.provider) });
+const allow = toCheckResponse(verdict, { tollgateHeaders: lifted.tollgateHeaders, query: lifted.query, provider: routes.get(verdict.model.provider) });
 const nullOk = create(CheckResponseSchema, { status: { code: 0 }, httpResponse: { case: "okResponse", value: {} } });
 const allowWithoutMetadata = create(CheckResponseSchema, { ...allow, dynamicMetadata: undefined });
 const bodyText = new TextDecoder().decode(lifted.admission.body.bytes);
@@ -46,18 +49,18 @@ const bodyText = new TextDecoder().decode(lifted.admission.body.bytes);
 const stages = [
   ["fromBinary(CheckRequest)  [null server does this too]", () => fromBinary(CheckRequestSchema, bytes)],
   ["toBinary(fixed OK)        [null server's response]", () => toBinary(CheckResponseSchema, nullOk)],
-  ["liftCheckRequest", () => liftCheckRequest(message)],
+  ["liftCheckRequest (from wire bytes; replaces fromBinary)", () => liftCheckRequest(wire)],
   ["hashSecret (sha256)", () => hashSecret(issued.secret)],
   ["parseChatRequest (utf8 decode + JSON.parse)", () => parseChatRequest(lifted.admission.body)],
   ["  of which JSON.parse alone", () => JSON.parse(bodyText)],
   ["estimateChatPromptTokens (gpt-tokenizer o200k)", () => estimateChatPromptTokens(chat.body)],
   ["randomUUID (decision id)", () => randomUUID()],
   ["admit (all of admission)", () => admit(lifted.admission, admission)],
-  ["toCheckResponse(allow) (create + Struct)", () => toCheckResponse(verdict, { headerNames: lifted.headerNames, query: lifted.query, provider: routes.get("openai") })],
+  ["toCheckResponse(allow) (create + Struct)", () => toCheckResponse(verdict, { tollgateHeaders: lifted.tollgateHeaders, query: lifted.query, provider: routes.get("openai") })],
   ["toBinary(allow CheckResponse)", () => toBinary(CheckResponseSchema, allow)],
   ["toBinary(the same, without dynamic_metadata)", () => toBinary(CheckResponseSchema, allowWithoutMetadata)],
-  ["encodeAllow (what the gRPC path sends: cached header encoding)", () => encodeAllow(verdict, { headerNames: lifted.headerNames, query: lifted.query, provider: routes.get("openai") })],
-  ["checkEncoded() end to end, no transport (wire bytes)", () => checkEncoded(message, options)],
+  ["encodeAllow (what the gRPC path sends: cached header encoding)", () => encodeAllow(verdict, { tollgateHeaders: lifted.tollgateHeaders, query: lifted.query, provider: routes.get("openai") })],
+  ["lift + checkEncoded() end to end, no transport (wire bytes in and out)", () => checkEncoded(liftCheckRequest(wire), options)],
 ];
 
 console.log(`tollgate Check stages, ${process.version}, body ${CHAT_BODY.length} B, allow response ${toBinary(CheckResponseSchema, allow).length} B\n`);

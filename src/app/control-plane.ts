@@ -1,5 +1,4 @@
 import { randomUUID } from "node:crypto";
-import { Authorization } from "../gen/envoy/service/auth/v3/external_auth_pb.js";
 import { createKeyCache, type KeyCache } from "../adapters/memory/key-cache.js";
 import type { KeyStore } from "../adapters/sql/key-store.js";
 import { startMetering, type Metering } from "./metering.js";
@@ -7,7 +6,7 @@ import { openStores, type Stores } from "./stores.js";
 import type { Config } from "../config/config.js";
 import { holdInTurn, type AdmissionDeps } from "../domain/admission.js";
 import type { CatalogueSnapshot } from "../domain/catalogue.js";
-import { authorizationImplementation } from "../dataplane/authz/authz-service.js";
+import { authorizationService } from "../dataplane/authz/authz-service.js";
 import type { ProviderRoute } from "../dataplane/authz/check-response.js";
 import { startGrpcServer, type RunningGrpcServer } from "../dataplane/grpc/grpc-server.js";
 import type { Logger } from "../logging.js";
@@ -158,7 +157,7 @@ export async function startControlPlane(config: Config, options: ControlPlaneOpt
   let authz: RunningGrpcServer | undefined;
   if (options.roles.includes("authz")) {
     authz = await startGrpcServer(config.authz.listen, [
-      { service: Authorization, implementation: authorizationImplementation({ admission, providers: () => routes, logger, onDecision: metrics.observeCheck }) },
+      authorizationService({ admission, providers: () => routes, logger, onDecision: metrics.observeCheck }),
     ]);
     logger.info({ address: config.authz.listen, port: authz.port }, "authz listening");
   }

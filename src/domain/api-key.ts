@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from "node:crypto";
+import { hash, randomBytes } from "node:crypto";
 
 /** Every Tollgate key starts with this, so secret scanners and our own parser recognise it. */
 export const KEY_PREFIX = "tg_";
@@ -36,7 +36,7 @@ export function mintSecret(): MintedSecret {
  * guess from) and keeps the cold-path lookup cheap.
  */
 export function hashSecret(secret: string): string {
-  return createHash("sha256").update(secret).digest("base64url");
+  return hash("sha256", secret, "base64url");
 }
 
 /** The short prefix shown in listings, never enough to authenticate. */

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { countTokens } from "gpt-tokenizer/encoding/o200k_base";
 
 /** Tokens OpenAI adds around every chat message (role and separators), per the OpenAI cookbook's counting rule. */
@@ -15,6 +15,8 @@ const CACHE_MIN_LENGTH = 128;
 /** Bounded by entry count; each entry is a 44-character digest and a number, about 150 bytes. */
 const CACHE_MAX_ENTRIES = 50_000;
 const cache = new Map<string, number>();
+/** Role names come with every message; their counts are fixed, so they are counted once. */
+const ROLES = new Map(["system", "developer", "user", "assistant", "tool", "function"].map((role) => [role, countTokens(role)]));
 
 /**
  * Counts the tokens of plain text with the o200k_base encoding (GPT-4o and later; a close proxy for other vendors).
@@ -24,8 +26,8 @@ const cache = new Map<string, number>();
  */
 export function countTextTokens(text: string): number {
   if (text.length === 0) return 0;
-  if (text.length < CACHE_MIN_LENGTH) return countTokens(text);
-  const digest = createHash("sha256").update(text).digest("base64");
+  if (text.length < CACHE_MIN_LENGTH) return ROLES.get(text) ?? countTokens(text);
+  const digest = hash("sha256", text, "base64");
   const hit = cache.get(digest);
   if (hit !== undefined) {
     // Refresh recency: Map iteration order is insertion order, so the oldest entry is evicted first.
@@ -53,7 +55,9 @@ export function estimateChatPromptTokens(body: { messages?: unknown; tools?: unk
       total += countTextTokens(JSON.stringify(message) ?? "");
       continue;
     }
-    for (const [field, value] of Object.entries(message as Record<string, unknown>)) {
+    for (const field in message) {
+      if (!Object.hasOwn(message, field)) continue;
+      const value = (message as Record<string, unknown>)[field];
       if (field === "content") total += contentTokens(value);
       else if (field === "name" && typeof value === "string") total += countTextTokens(value) + TOKENS_PER_NAME;
       else if (typeof value === "string") total += countTextTokens(value);

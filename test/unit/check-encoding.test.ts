@@ -23,7 +23,7 @@ function admission(overrides: Partial<Admission> = {}): Admission {
 }
 
 const context = (extra: Partial<ResponseContext> = {}): ResponseContext => ({
-  headerNames: [":path", "authorization", "content-type"],
+  tollgateHeaders: [],
   query: "",
   provider: { basePath: "/v1", authorization: "Bearer sk-upstream" },
   ...extra,
@@ -34,8 +34,8 @@ describe("encodeAllow: the allow fast path encodes the same CheckResponse as the
     ["plain", admission(), context()],
     ["stream with rate-limit headers", admission({ stream: true, rateLimit: { requests: { limit: 60, remaining: 59, resetSeconds: 60 }, tokens: { limit: 1000, remaining: 924, resetSeconds: 60 } } }), context()],
     ["query string kept across the rewrite", admission(), context({ query: "trace=1" })],
-    ["client x-tollgate headers removed", admission({ decisionId: "other-id" }), context({ headerNames: ["x-tollgate-provider", "x-tollgate-debug", "x-tollgate-stream", "accept"] })],
-    ["client x-tollgate-stream kept (overwritten) on a stream", admission({ stream: true }), context({ headerNames: ["x-tollgate-stream", "x-tollgate-debug"] })],
+    ["client x-tollgate headers removed", admission({ decisionId: "other-id" }), context({ tollgateHeaders: ["x-tollgate-provider", "x-tollgate-debug", "x-tollgate-stream"] })],
+    ["client x-tollgate-stream kept (overwritten) on a stream", admission({ stream: true }), context({ tollgateHeaders: ["x-tollgate-stream", "x-tollgate-debug"] })],
     ["another provider", admission({ model: { ...admission().model, id: "gemini-3.1-pro", provider: "google", upstreamModel: "gemini-3.1-pro-preview" } }), context({ provider: { basePath: "/v1beta/openai", authorization: "Bearer g" } })],
   ];
   for (const [name, a, ctx] of cases) {
@@ -50,7 +50,7 @@ describe("encodeAllow: the allow fast path encodes the same CheckResponse as the
   }
 
   it("removes a client's x-tollgate-stream from a request that is not a stream", () => {
-    const res = fromBinary(CheckResponseSchema, encodeAllow(admission(), context({ headerNames: ["x-tollgate-stream", "x-tollgate-provider"] })));
+    const res = fromBinary(CheckResponseSchema, encodeAllow(admission(), context({ tollgateHeaders: ["x-tollgate-stream", "x-tollgate-provider"] })));
     expect(res.httpResponse.case === "okResponse" && res.httpResponse.value.headersToRemove).toEqual(["x-tollgate-stream"]);
   });
 
@@ -80,7 +80,7 @@ describe("encodeAllow on arbitrary values", () => {
             reservedTokens: estimate + maxOut, reservedNanos: nanos(reserved),
             rateLimit: window ? { requests: window, tokens: { ...window, limit: window.limit * 1000 } } : undefined,
           });
-          const ctx = context({ headerNames: [...clientHeaders, "accept"] });
+          const ctx = context({ tollgateHeaders: clientHeaders });
           const fast = fromBinary(CheckResponseSchema, encodeAllow(a, ctx));
           const slow = fromBinary(CheckResponseSchema, toBinary(CheckResponseSchema, toCheckResponse(a, ctx)));
           expect(fast).toEqual(slow);

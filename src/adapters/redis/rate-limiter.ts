@@ -18,7 +18,7 @@ export type RateReply = [number, number, number, number, number, number];
 /** Builds the decision from a rate script's reply. */
 export function decisionFromReply(reply: readonly [...RateReply, ...unknown[]], limits: { requestsPerMinute: number; tokensPerMinute: number; now: number }): RateDecision {
   const [admitted, requestsWaitMs, tokensWaitMs, requests, tokens, newest] = reply;
-  const figures = { ...limits, requests, tokens, newestAt: newest < 0 ? null : newest };
+  const figures = { requestsPerMinute: limits.requestsPerMinute, tokensPerMinute: limits.tokensPerMinute, now: limits.now, requests, tokens, newestAt: newest < 0 ? null : newest };
   return rateDecision(figures, admitted === 1 ? null : { requestsWaitMs, tokensWaitMs });
 }
 

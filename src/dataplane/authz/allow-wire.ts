@@ -40,6 +40,19 @@ function prepare(text: string): Prepared {
   return { text, size: text.length, bytes: undefined };
 }
 
+/** Field names are the caller's constants: prepared once each (bounded anyway, should a caller pass dynamic names). */
+const preparedNames = new Map<string, Prepared>();
+const PREPARED_NAMES_MAX = 256;
+
+function preparedName(name: string): Prepared {
+  let p = preparedNames.get(name);
+  if (!p) {
+    p = prepare(name);
+    if (preparedNames.size < PREPARED_NAMES_MAX) preparedNames.set(name, p);
+  }
+  return p;
+}
+
 /** Bytes of `n` as a protobuf varint (n is a non-negative 32-bit length or tag). */
 export function varintSize(n: number): number {
   let size = 1;
@@ -113,7 +126,7 @@ export class AllowWireWriter {
 
   /** One occurrence of a repeated HeaderValueOption field, with `append: false` sent explicitly. */
   headerOption(field: number, key: string, value: string): this {
-    const k = prepare(key);
+    const k = preparedName(key);
     const v = prepare(value);
     // proto3 strings are omitted when empty, as protobuf-es does.
     const header = lenFieldSize(k.size) + (v.size > 0 ? lenFieldSize(v.size) : 0);
@@ -133,7 +146,7 @@ export class AllowWireWriter {
 
   /** One entry of Struct.fields: a string, a finite number, or a boolean value. */
   structEntry(key: string, value: string | number | boolean): this {
-    const k = prepare(key);
+    const k = preparedName(key);
     let valueSize: number;
     let s: Prepared | undefined;
     if (typeof value === "string") valueSize = lenFieldSize((s = prepare(value)).size);

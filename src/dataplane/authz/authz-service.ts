@@ -1,9 +1,9 @@
 import type * as grpc from "@grpc/grpc-js";
-import type { CheckRequest, CheckResponse } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
+import { Authorization, type CheckResponse } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
 import { admit, type AdmissionDeps } from "../../domain/admission.js";
 import { deny, type Admission, type Verdict } from "../../domain/verdict.js";
 import type { Logger } from "../../logging.js";
-import { liftCheckRequest } from "./check-request.js";
+import { liftCheckRequest, type LiftedRequest } from "./check-request.js";
 import { encodeAllow, toCheckResponse, type ProviderRoute, type ResponseContext } from "./check-response.js";
 
 /** What the Authorization service needs: admission's ports plus how to reach each provider. */
@@ -24,11 +24,10 @@ type Decided =
   | { kind: "allow"; verdict: Admission; context: ResponseContext }
   | { kind: "other"; verdict: Exclude<Verdict, Admission> };
 
-async function decide(request: CheckRequest, options: AuthzOptions): Promise<Decided> {
+async function decide(lifted: LiftedRequest, options: AuthzOptions): Promise<Decided> {
   const started = process.hrtime.bigint();
   let outcome = "error";
   try {
-    const lifted = liftCheckRequest(request);
     const verdict = await admit(lifted.admission, options.admission);
     if (verdict.kind === "allow") {
       const provider = options.providers().get(verdict.model.provider);
@@ -38,7 +37,7 @@ async function decide(request: CheckRequest, options: AuthzOptions): Promise<Dec
       if (options.logger.isLevelEnabled("debug")) {
         options.logger.debug({ decisionId: verdict.decisionId, keyId: verdict.keyId, model: verdict.model.id }, "check allowed");
       }
-      return { kind: "allow", verdict, context: { headerNames: lifted.headerNames, query: lifted.query, provider } };
+      return { kind: "allow", verdict, context: { tollgateHeaders: lifted.tollgateHeaders, query: lifted.query, provider } };
     }
     outcome = verdict.kind === "answer" ? "answer" : verdict.code;
     if (options.logger.isLevelEnabled("debug")) {
@@ -58,20 +57,25 @@ async function decide(request: CheckRequest, options: AuthzOptions): Promise<Dec
 }
 
 /**
- * Decides one CheckRequest, already encoded for the wire when allowed (the cached-encoding fast path, `encodeAllow`).
- * Never throws and never rejects: every outcome, including an internal fault, is a CheckResponse, because a gRPC
- * error is a failure and Envoy's failure path must never be what decides.
+ * Decides one CheckRequest (as lifted from its wire bytes), already encoded for the wire when allowed (the
+ * cached-encoding fast path, `encodeAllow`). Never throws and never rejects: every outcome, including an internal
+ * fault, is a CheckResponse, because a gRPC error is a failure and Envoy's failure path must never be what decides.
  */
-export async function checkEncoded(request: CheckRequest, options: AuthzOptions): Promise<Uint8Array | CheckResponse> {
+export async function checkEncoded(request: LiftedRequest, options: AuthzOptions): Promise<Uint8Array | CheckResponse> {
   const decided = await decide(request, options);
   return decided.kind === "allow" ? encodeAllow(decided.verdict, decided.context) : toCheckResponse(decided.verdict, undefined);
 }
 
-/** The grpc-js implementation of envoy.service.auth.v3.Authorization. */
-export function authorizationImplementation(options: AuthzOptions): grpc.UntypedServiceImplementation {
-  return {
-    check(call: grpc.ServerUnaryCall<CheckRequest, CheckResponse>, callback: grpc.sendUnaryData<CheckResponse>) {
+/**
+ * envoy.service.auth.v3.Authorization for `startGrpcServer`: Check requests are lifted straight from their wire bytes
+ * (`liftCheckRequest`), never decoded whole. Bytes that are not a CheckRequest fail the call (INTERNAL), and Envoy
+ * fails closed.
+ */
+export function authorizationService(options: AuthzOptions) {
+  const implementation: grpc.UntypedServiceImplementation = {
+    check(call: grpc.ServerUnaryCall<LiftedRequest, CheckResponse>, callback: grpc.sendUnaryData<CheckResponse>) {
       checkEncoded(call.request, options).then((response) => callback(null, response as CheckResponse));
     },
   };
+  return { service: Authorization, implementation, decoders: { check: liftCheckRequest } };
 }

@@ -1,65 +1,311 @@
-import type { CheckRequest } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
+import { CheckRequestSchema } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
+import { AttributeContext_HttpRequestSchema, AttributeContext_RequestSchema, AttributeContextSchema } from "../../gen/envoy/service/auth/v3/attribute_context_pb.js";
+import { HeaderMapSchema, HeaderValueSchema } from "../../gen/envoy/config/core/v3/base_pb.js";
 import type { AdmissionRequest } from "../../domain/admission.js";
 import type { RequestBody } from "../../domain/chat-request.js";
 
 /** Envoy adds this header to the CheckRequest when `allow_partial_message` cut the body at `max_request_bytes`. */
 export const PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body";
 
-const latin1 = new TextDecoder("latin1");
-
 /** The request as Check needs it: admission input plus the header names the client sent. */
 export interface LiftedRequest {
   admission: AdmissionRequest;
-  /** Lower-cased names of the client's headers, to strip any x-tollgate-* it sent. */
-  headerNames: string[];
+  /** Lower-cased names of the client's x-tollgate-* headers, which Check strips. */
+  tollgateHeaders: string[];
   /** The query string (without "?"), kept across a path rewrite. */
   query: string;
 }
 
+/** A CheckRequest that is not valid protobuf; grpc-js answers the call with an error and Envoy fails closed. */
+export class MalformedCheckRequest extends Error {}
+
+// The path to what admission reads, by field number from the generated descriptors (never retyped):
+// CheckRequest.attributes → AttributeContext.request → Request.http → HttpRequest{method, path, headers,
+// header_map → HeaderMap.headers → HeaderValue{key, value, raw_value}, body, raw_body}.
+const ATTRIBUTES = CheckRequestSchema.field.attributes!.number;
+const REQUEST = AttributeContextSchema.field.request!.number;
+const HTTP = AttributeContext_RequestSchema.field.http!.number;
+const H = AttributeContext_HttpRequestSchema.field;
+const METHOD = H.method!.number;
+const PATH = H.path!.number;
+const HEADERS = H.headers!.number;
+const HEADER_MAP = H.headerMap!.number;
+const BODY = H.body!.number;
+const RAW_BODY = H.rawBody!.number;
+const HEADER_MAP_HEADERS = HeaderMapSchema.field.headers!.number;
+const HV_KEY = HeaderValueSchema.field.key!.number;
+const HV_VALUE = HeaderValueSchema.field.value!.number;
+const HV_RAW_VALUE = HeaderValueSchema.field.rawValue!.number;
+const MAP_KEY = 1;
+const MAP_VALUE = 2;
+const VARINT = 0;
+const FIXED64 = 1;
+const LEN = 2;
+const FIXED32 = 5;
+
+/** What the walk collects; repeated occurrences of a message merge into it, as protobuf parsing requires. */
+interface Collected {
+  method: string;
+  path: string;
+  body: Uint8Array | undefined;
+  rawBody: Uint8Array | undefined;
+  /** Authorization values from the `headers` map (comma-joined by Envoy when repeated) and from `header_map`. */
+  mapAuthorization: string[];
+  rawAuthorization: string[];
+  mapPartial: boolean;
+  rawPartial: boolean;
+  mapTollgate: string[];
+  rawTollgate: string[];
+  /** Whether `header_map` carried any header: then it is the request's headers and the map is ignored. */
+  rawHeaders: boolean;
+}
+
 /**
- * Lifts what admission needs out of an Envoy CheckRequest. Handles both header encodings Envoy may send (the
- * `headers` map, where repeated values arrive comma-joined, and `header_map` with `encode_raw_headers`) and both body
- * encodings (`body` text, `raw_body` bytes with `pack_as_bytes`), honouring the partial-body marker.
+ * Reads the fields admission needs straight from a CheckRequest's wire bytes and skips the rest (peers, TLS,
+ * metadata, context extensions, and the values of headers admission does not read) without decoding it:
+ * protobuf-es's full decode built a few hundred objects per Check, most of them never read.
+ * `test/unit/check-request-wire.test.ts` requires the result to equal lifting protobuf-es's decode of the same bytes,
+ * for random requests. Where protobuf-es refuses the whole request (invalid UTF-8 in any string: a 503 for one odd
+ * header value), this reads strings with replacement characters, except the body, which is never altered.
  */
-export function liftCheckRequest(request: CheckRequest): LiftedRequest {
-  const http = request.attributes?.request?.http;
-  const authorization: string[] = [];
-  const headerNames: string[] = [];
-  let partial = false;
-  const raw = http?.headerMap?.headers ?? [];
-  if (raw.length > 0) {
-    for (const header of raw) {
-      const name = header.key.toLowerCase();
-      const value = header.value !== "" ? header.value : latin1.decode(header.rawValue);
-      headerNames.push(name);
-      if (name === "authorization") authorization.push(value);
-      else if (name === PARTIAL_BODY_HEADER) partial = value === "true";
-    }
-  } else if (http) {
-    for (const name in http.headers) {
-      const lower = name.toLowerCase();
-      headerNames.push(lower);
-      const value = http.headers[name]!;
-      // A key never contains a comma, so a comma means Envoy joined two Authorization headers.
-      if (lower === "authorization") authorization.push(...value.split(","));
-      else if (lower === PARTIAL_BODY_HEADER) partial = value === "true";
+export function liftCheckRequest(bytes: Uint8Array): LiftedRequest {
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const c: Collected = {
+    method: "", path: "", body: undefined, rawBody: undefined, mapAuthorization: [], rawAuthorization: [],
+    mapPartial: false, rawPartial: false, mapTollgate: [], rawTollgate: [], rawHeaders: false,
+  };
+  const r = new Cursor(buf);
+  while (r.pos < buf.length) {
+    if (r.field(buf.length) !== ATTRIBUTES) r.skip(buf.length);
+    else for (const attributes = r.enter(buf.length); r.pos < attributes; ) {
+      if (r.field(attributes) !== REQUEST) r.skip(attributes);
+      else for (const request = r.enter(attributes); r.pos < request; ) {
+        if (r.field(request) !== HTTP) r.skip(request);
+        else readHttp(r, r.enter(request), c);
+      }
     }
   }
-  const fullPath = http?.path ?? "";
-  const q = fullPath.indexOf("?");
+  return lift(c);
+}
+
+function readHttp(r: Cursor, end: number, c: Collected): void {
+  while (r.pos < end) {
+    switch (r.field(end)) {
+      case METHOD:
+        c.method = r.utf8(end);
+        break;
+      case PATH:
+        c.path = r.utf8(end);
+        break;
+      case BODY:
+        c.body = r.bytes(end);
+        break;
+      case RAW_BODY:
+        c.rawBody = r.bytes(end);
+        break;
+      case HEADERS:
+        readMapEntry(r, r.enter(end), c);
+        break;
+      case HEADER_MAP:
+        for (const map = r.enter(end); r.pos < map; ) {
+          if (r.field(map) !== HEADER_MAP_HEADERS) r.skip(map);
+          else readHeaderValue(r, r.enter(map), c);
+        }
+        break;
+      default:
+        r.skip(end);
+    }
+  }
+}
+
+/** One `headers` map entry: only the names admission reads, and their values, are decoded. */
+function readMapEntry(r: Cursor, end: number, c: Collected): void {
+  let keyStart = 0;
+  let keyEnd = 0;
+  let valueStart = 0;
+  let valueEnd = 0;
+  while (r.pos < end) {
+    const field = r.field(end);
+    if (field === MAP_KEY) keyEnd = r.payload(end), keyStart = r.start;
+    else if (field === MAP_VALUE) valueEnd = r.payload(end), valueStart = r.start;
+    else r.skip(end);
+  }
+  const kind = headerKind(r.buf, keyStart, keyEnd);
+  if (kind === AUTHORIZATION) {
+    // A key never contains a comma, so a comma means Envoy joined two Authorization headers.
+    c.mapAuthorization.push(...r.buf.toString("utf8", valueStart, valueEnd).split(","));
+  } else if (kind === PARTIAL) c.mapPartial = r.buf.toString("utf8", valueStart, valueEnd) === "true";
+  else if (kind === TOLLGATE) c.mapTollgate.push(r.buf.toString("utf8", keyStart, keyEnd).toLowerCase());
+}
+
+/** One `header_map` HeaderValue: `value`, or `raw_value` as Latin-1 when value is empty (encode_raw_headers). */
+function readHeaderValue(r: Cursor, end: number, c: Collected): void {
+  let keyStart = 0;
+  let keyEnd = 0;
+  let valueStart = 0;
+  let valueEnd = 0;
+  let rawStart = 0;
+  let rawEnd = 0;
+  while (r.pos < end) {
+    const field = r.field(end);
+    if (field === HV_KEY) keyEnd = r.payload(end), keyStart = r.start;
+    else if (field === HV_VALUE) valueEnd = r.payload(end), valueStart = r.start;
+    else if (field === HV_RAW_VALUE) rawEnd = r.payload(end), rawStart = r.start;
+    else r.skip(end);
+  }
+  c.rawHeaders = true;
+  const kind = headerKind(r.buf, keyStart, keyEnd);
+  if (kind === OTHER) return;
+  if (kind === TOLLGATE) {
+    c.rawTollgate.push(r.buf.toString("utf8", keyStart, keyEnd).toLowerCase());
+    return;
+  }
+  const value = valueEnd > valueStart ? r.buf.toString("utf8", valueStart, valueEnd) : r.buf.toString("latin1", rawStart, rawEnd);
+  if (kind === AUTHORIZATION) c.rawAuthorization.push(value);
+  else c.rawPartial = value === "true";
+}
+
+const OTHER = 0;
+const AUTHORIZATION = 1;
+const PARTIAL = 2;
+const TOLLGATE = 3;
+const NAME_AUTHORIZATION = Buffer.from("authorization");
+const NAME_PARTIAL = Buffer.from(PARTIAL_BODY_HEADER);
+const PREFIX_TOLLGATE = Buffer.from("x-tollgate-");
+
+/** Which header a name is, compared case-insensitively on its bytes (header names are ASCII; nothing is decoded). */
+function headerKind(buf: Buffer, start: number, end: number): number {
+  const length = end - start;
+  if (length === NAME_AUTHORIZATION.length && asciiLowerEquals(buf, start, NAME_AUTHORIZATION)) return AUTHORIZATION;
+  if (length === NAME_PARTIAL.length && asciiLowerEquals(buf, start, NAME_PARTIAL)) return PARTIAL;
+  if (length >= PREFIX_TOLLGATE.length && asciiLowerEquals(buf, start, PREFIX_TOLLGATE)) return TOLLGATE;
+  return OTHER;
+}
+
+/** Whether `buf` at `start` holds `lower` (lower-case ASCII), ignoring the case of ASCII letters. */
+function asciiLowerEquals(buf: Buffer, start: number, lower: Uint8Array): boolean {
+  for (let i = 0; i < lower.length; i++) {
+    const b = buf[start + i]!;
+    if ((b >= 0x41 && b <= 0x5a ? b | 0x20 : b) !== lower[i]) return false;
+  }
+  return true;
+}
+
+/**
+ * Both header encodings Envoy may send (the `headers` map and `header_map` with `encode_raw_headers`; when
+ * header_map has headers they are the request's) and both body encodings (`body` text, `raw_body` bytes with
+ * `pack_as_bytes`), honouring the partial-body marker.
+ */
+function lift(c: Collected): LiftedRequest {
+  const raw = c.rawHeaders;
+  const partial = raw ? c.rawPartial : c.mapPartial;
+  const q = c.path.indexOf("?");
   let body: RequestBody;
   if (partial) body = { kind: "partial" };
-  else if (http && http.rawBody.length > 0) body = { kind: "bytes", bytes: http.rawBody };
-  else if (http && http.body !== "") body = { kind: "text", text: http.body };
+  else if (c.rawBody !== undefined && c.rawBody.length > 0) body = { kind: "bytes", bytes: c.rawBody };
+  else if (c.body !== undefined && c.body.length > 0) body = textBody(c.body);
   else body = { kind: "absent" };
   return {
-    admission: {
-      method: http?.method ?? "",
-      path: q === -1 ? fullPath : fullPath.slice(0, q),
-      authorization,
-      body,
-    },
-    headerNames,
-    query: q === -1 ? "" : fullPath.slice(q + 1),
+    admission: { method: c.method, path: q === -1 ? c.path : c.path.slice(0, q), authorization: raw ? c.rawAuthorization : c.mapAuthorization, body },
+    tollgateHeaders: raw ? c.rawTollgate : c.mapTollgate,
+    query: q === -1 ? "" : c.path.slice(q + 1),
   };
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/**
+ * The `body` field is a proto string, so it should be UTF-8; when it is not, it goes on as bytes and admission
+ * answers 400 "not valid UTF-8" (a lenient decode would have replaced the bad bytes and admitted a different body).
+ */
+function textBody(bytes: Uint8Array): RequestBody {
+  try {
+    return { kind: "text", text: strictUtf8.decode(bytes) };
+  } catch {
+    return { kind: "bytes", bytes };
+  }
+}
+
+/** A forward-only protobuf reader; every read is bounded by the end of the message it is in. */
+class Cursor {
+  pos = 0;
+  /** Where the payload of the last length-delimited field read by `payload` starts. */
+  start = 0;
+  private wireType = 0;
+
+  constructor(readonly buf: Buffer) {}
+
+  /** Reads a tag; returns the field number (the wire type is kept for the read or skip that follows). */
+  field(end: number): number {
+    const tag = this.varint(end);
+    const number = Math.floor(tag / 8);
+    this.wireType = tag % 8;
+    if (number === 0) throw new MalformedCheckRequest("invalid CheckRequest: field number 0");
+    return number;
+  }
+
+  /** Steps into an embedded message; returns where it ends. */
+  enter(end: number): number {
+    const inner = this.payload(end);
+    this.pos = this.start;
+    return inner;
+  }
+
+  utf8(end: number): string {
+    const stop = this.payload(end);
+    return this.buf.toString("utf8", this.start, stop);
+  }
+
+  /** A view of the field's bytes (no copy; grpc-js hands each message its own buffer). */
+  bytes(end: number): Uint8Array {
+    const stop = this.payload(end);
+    return new Uint8Array(this.buf.buffer, this.buf.byteOffset + this.start, stop - this.start);
+  }
+
+  /** Passes over a length-delimited field: `start` is where its payload starts; returns where it ends. */
+  payload(end: number): number {
+    if (this.wireType !== LEN) throw new MalformedCheckRequest(`invalid CheckRequest: wire type ${this.wireType} where a length-delimited field belongs`);
+    const length = this.varint(end);
+    this.start = this.pos;
+    const stop = this.pos + length;
+    if (stop > end) throw new MalformedCheckRequest("invalid CheckRequest: truncated field");
+    this.pos = stop;
+    return stop;
+  }
+
+  skip(end: number): void {
+    switch (this.wireType) {
+      case VARINT:
+        this.varint(end);
+        return;
+      case FIXED64:
+        this.advance(8, end);
+        return;
+      case LEN:
+        this.payload(end);
+        return;
+      case FIXED32:
+        this.advance(4, end);
+        return;
+      default:
+        throw new MalformedCheckRequest(`invalid CheckRequest: unsupported wire type ${this.wireType}`);
+    }
+  }
+
+  /** A varint (tags, lengths, skipped values); exact up to 2^53, beyond which no length here can be valid anyway. */
+  private varint(end: number): number {
+    let result = 0;
+    for (let shift = 0; shift < 70; shift += 7) {
+      if (this.pos >= end) throw new MalformedCheckRequest("invalid CheckRequest: truncated varint");
+      const b = this.buf[this.pos++]!;
+      if (shift < 53) result += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return result;
+    }
+    throw new MalformedCheckRequest("invalid CheckRequest: varint longer than 10 bytes");
+  }
+
+  private advance(n: number, end: number): void {
+    if (this.pos + n > end) throw new MalformedCheckRequest("invalid CheckRequest: truncated field");
+    this.pos += n;
+  }
 }

@@ -45,7 +45,8 @@ export interface ProviderRoute {
 
 /** Everything from the original request that shapes an allow response. */
 export interface ResponseContext {
-  headerNames: readonly string[];
+  /** Lower-cased names of the client's x-tollgate-* headers. */
+  tollgateHeaders: readonly string[];
   query: string;
   provider: ProviderRoute;
 }
@@ -55,20 +56,23 @@ function set(key: string, value: string): HeaderValueOption {
   return create(HeaderValueOptionSchema, { header: { key, value }, append: false });
 }
 
-/** OpenAI's x-ratelimit-* headers for a rate-limit state, as name/value pairs. */
-function rateLimitPairs(state: RateLimitState): Array<[string, string]> {
-  return [
-    ["x-ratelimit-limit-requests", String(state.requests.limit)],
-    ["x-ratelimit-remaining-requests", String(state.requests.remaining)],
-    ["x-ratelimit-reset-requests", `${state.requests.resetSeconds}s`],
-    ["x-ratelimit-limit-tokens", String(state.tokens.limit)],
-    ["x-ratelimit-remaining-tokens", String(state.tokens.remaining)],
-    ["x-ratelimit-reset-tokens", `${state.tokens.resetSeconds}s`],
-  ];
+/**
+ * OpenAI's x-ratelimit-* headers for a rate-limit state, handed pair by pair to `put` (the message path collects
+ * them, the wire path writes them straight into its buffer).
+ */
+function rateLimitEntries(state: RateLimitState, put: (key: string, value: string) => void): void {
+  put("x-ratelimit-limit-requests", String(state.requests.limit));
+  put("x-ratelimit-remaining-requests", String(state.requests.remaining));
+  put("x-ratelimit-reset-requests", `${state.requests.resetSeconds}s`);
+  put("x-ratelimit-limit-tokens", String(state.tokens.limit));
+  put("x-ratelimit-remaining-tokens", String(state.tokens.remaining));
+  put("x-ratelimit-reset-tokens", `${state.tokens.resetSeconds}s`);
 }
 
 function rateLimitHeaders(state: RateLimitState | undefined): HeaderValueOption[] {
-  return state ? rateLimitPairs(state).map(([key, value]) => set(key, value)) : [];
+  const headers: HeaderValueOption[] = [];
+  if (state) rateLimitEntries(state, (key, value) => headers.push(set(key, value)));
+  return headers;
 }
 
 /** The part of an admission's metadata fixed by the model and the prices in force (cacheable per snapshot). */
@@ -150,8 +154,8 @@ function allowHeaders(a: Admission, context: ResponseContext): HeaderValueOption
  * Client-sent x-tollgate-* headers: never trusted, never forwarded. Those authz sets itself are overwritten instead;
  * x-tollgate-stream is set only for streams, so a client's copy on any other request is removed.
  */
-function clientTollgateHeaders(headerNames: readonly string[], stream: boolean): string[] {
-  return headerNames.filter(
+function clientTollgateHeaders(tollgateHeaders: readonly string[], stream: boolean): string[] {
+  return tollgateHeaders.filter(
     (name) =>
       name.startsWith("x-tollgate-") &&
       name !== HEADER.provider &&
@@ -167,7 +171,7 @@ function allowResponse(a: Admission, context: ResponseContext): CheckResponse {
       case: "okResponse",
       value: {
         headers: allowHeaders(a, context),
-        headersToRemove: clientTollgateHeaders(context.headerNames, a.stream),
+        headersToRemove: clientTollgateHeaders(context.tollgateHeaders, a.stream),
         responseHeadersToAdd: [set(HEADER.decisionId, a.decisionId), ...rateLimitHeaders(a.rateLimit)],
       },
     },
@@ -175,9 +179,11 @@ function allowResponse(a: Admission, context: ResponseContext): CheckResponse {
   });
 }
 
-/** Encoded request-header mutations per route; bounded because the key space (model × stream × credential) is small. */
-const encodedHeaderCache = new Map<string, Uint8Array>();
-const ENCODED_HEADER_CACHE_MAX = 1024;
+/**
+ * Encoded request-header mutations per route: model, provider route and stream. A catalogue reload makes new model
+ * and route objects, so a changed credential or path is never served stale and the old entries are collected.
+ */
+const encodedHeaders = new WeakMap<CatalogueModel, WeakMap<ProviderRoute, Array<Uint8Array | undefined>>>();
 /** Encoded model metadata, per model object: a catalogue reload makes new objects, so new prices are never stale. */
 const encodedModelMetadata = new WeakMap<CatalogueModel, Uint8Array>();
 const STATUS_OK = toBinary(CheckResponseSchema, create(CheckResponseSchema, { status: { code: GRPC_OK } }));
@@ -189,6 +195,18 @@ const RESPONSE_HEADERS_FIELD = OkHttpResponseSchema.field.responseHeadersToAdd!.
 const metaWriter = new AllowWireWriter();
 const okWriter = new AllowWireWriter();
 const putMeta = (key: string, value: MetadataValue): void => void metaWriter.structEntry(key, value);
+const putRateLimit = (key: string, value: string): void => void okWriter.headerOption(RESPONSE_HEADERS_FIELD, key, value);
+
+function routeHeaders(a: Admission, context: ResponseContext): Uint8Array {
+  const encode = () => toBinary(OkHttpResponseSchema, create(OkHttpResponseSchema, { headers: allowHeaders(a, context) }));
+  // A query string is rare and part of the rewritten :path, so such requests are encoded each time.
+  if (context.query !== "") return encode();
+  let byRoute = encodedHeaders.get(a.model);
+  if (!byRoute) encodedHeaders.set(a.model, (byRoute = new WeakMap()));
+  let byStream = byRoute.get(context.provider);
+  if (!byStream) byRoute.set(context.provider, (byStream = []));
+  return (byStream[a.stream ? 1 : 0] ??= encode());
+}
 
 function structBytes(json: JsonObject): Uint8Array {
   return toBinary(StructSchema, fromJson(StructSchema, json));
@@ -203,25 +221,16 @@ function structBytes(json: JsonObject): Uint8Array {
  * Struct map entries) get their tag and length here: the wire format defines that as encoding the combined list.
  */
 export function encodeAllow(a: Admission, context: ResponseContext): Uint8Array {
-  const cacheable = context.query === "";
-  const cacheKey = `${a.model.id}\u0000${a.stream ? 1 : 0}\u0000${context.provider.basePath}\u0000${context.provider.authorization}`;
-  let headers = cacheable ? encodedHeaderCache.get(cacheKey) : undefined;
-  if (!headers) {
-    headers = toBinary(OkHttpResponseSchema, create(OkHttpResponseSchema, { headers: allowHeaders(a, context) }));
-    if (cacheable) {
-      if (encodedHeaderCache.size >= ENCODED_HEADER_CACHE_MAX) encodedHeaderCache.clear();
-      encodedHeaderCache.set(cacheKey, headers);
-    }
-  }
+  const headers = routeHeaders(a, context);
   let modelMeta = encodedModelMetadata.get(a.model);
   if (!modelMeta) encodedModelMetadata.set(a.model, (modelMeta = structBytes(modelMetadata(a.model))));
   metaWriter.reset();
   requestMetadata(a, putMeta);
   const requestMeta = metaWriter.bytes();
   const ok = okWriter.reset();
-  for (const name of clientTollgateHeaders(context.headerNames, a.stream)) ok.string(HEADERS_TO_REMOVE_FIELD, name);
+  for (const name of clientTollgateHeaders(context.tollgateHeaders, a.stream)) ok.string(HEADERS_TO_REMOVE_FIELD, name);
   ok.headerOption(RESPONSE_HEADERS_FIELD, HEADER.decisionId, a.decisionId);
-  if (a.rateLimit) for (const [key, value] of rateLimitPairs(a.rateLimit)) ok.headerOption(RESPONSE_HEADERS_FIELD, key, value);
+  if (a.rateLimit) rateLimitEntries(a.rateLimit, putRateLimit);
   const perRequest = ok.bytes();
   const metaLength = modelMeta.length + requestMeta.length;
   const okLength = headers.length + perRequest.length;

@@ -2,12 +2,15 @@ import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, toBinary, type DescMessage, type DescService, type MessageShape } from "@bufbuild/protobuf";
 import { Health, HealthCheckResponse_ServingStatus, HealthCheckResponseSchema } from "../../gen/grpc/health/v1/health_pb.js";
 
+/** Per-method request decoders replacing protobuf-es's full decode (a hot path reading only what it needs). */
+export type RequestDecoders = Readonly<Record<string, (bytes: Buffer) => unknown>>;
+
 /**
  * Turns a protobuf-es service descriptor into a grpc-js service definition. grpc-js needs serialize/deserialize
  * functions per method; protobuf-es supplies them from the generated schema, so no proto-loader or hand-written
- * codec is involved.
+ * codec is involved, except where `decoders` names a method (by local name) whose requests it decodes itself.
  */
-export function grpcDefinition(service: DescService): grpc.ServiceDefinition {
+export function grpcDefinition(service: DescService, decoders: RequestDecoders = {}): grpc.ServiceDefinition {
   const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const method of service.methods) {
     definition[method.localName] = {
@@ -15,7 +18,7 @@ export function grpcDefinition(service: DescService): grpc.ServiceDefinition {
       requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
       responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
       requestSerialize: serializer(method.input) as (value: unknown) => Buffer,
-      requestDeserialize: deserializer(method.input),
+      requestDeserialize: decoders[method.localName] ?? deserializer(method.input),
       responseSerialize: serializer(method.output) as (value: unknown) => Buffer,
       responseDeserialize: deserializer(method.output),
       originalName: method.localName,
@@ -92,15 +95,15 @@ export interface RunningGrpcServer {
 /** Listens on `address` with the given services plus grpc.health.v1. Bodies up to 8 MiB pass (Check carries them). */
 export async function startGrpcServer(
   address: string,
-  services: ReadonlyArray<{ service: DescService; implementation: grpc.UntypedServiceImplementation }>,
+  services: ReadonlyArray<{ service: DescService; implementation: grpc.UntypedServiceImplementation; decoders?: RequestDecoders }>,
 ): Promise<RunningGrpcServer> {
   const server = new grpc.Server({
     "grpc.max_receive_message_length": 8 * 1024 * 1024,
     "grpc.max_send_message_length": 8 * 1024 * 1024,
   });
   const health = createHealthService();
-  for (const { service, implementation } of services) {
-    server.addService(grpcDefinition(service), implementation);
+  for (const { service, implementation, decoders } of services) {
+    server.addService(grpcDefinition(service, decoders), implementation);
     health.state.set(service.typeName, true);
   }
   server.addService(grpcDefinition(Health), health.implementation);

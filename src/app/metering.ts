@@ -1,12 +1,11 @@
 import type { Redis } from "ioredis";
-import { AccessLogService } from "../gen/envoy/service/accesslog/v3/als_pb.js";
 import { createMemoryCreditGate } from "../adapters/memory/credit-gate.js";
 import { createRedisCreditGate, type RedisCreditGate } from "../adapters/redis/credit-gate.js";
 import type { LedgerStore } from "../adapters/sql/ledger-store.js";
 import type { Config } from "../config/config.js";
 import type { RateLimiter } from "../domain/admission.js";
 import type { CreditReservations } from "../domain/credits.js";
-import { accessLogImplementation } from "../dataplane/accesslog/als-service.js";
+import { accessLogService } from "../dataplane/accesslog/als-service.js";
 import { createMeter, type Meter, type MeterSpool, type SpooledBatch } from "../dataplane/accesslog/meter.js";
 import { createSqliteSpool, spoolFileFor } from "../adapters/spool/sqlite-spool.js";
 import { isStoreUnavailable } from "../adapters/sql/unavailable.js";
@@ -105,7 +104,7 @@ export async function startMetering(
       const pruned = await ledger.prune(clock() - config.meter.retention_days * DAY_MS);
       if (pruned.usage + pruned.deadLetters > 0) logger.info(pruned, "usage log pruned");
     });
-    server = await startGrpcServer(config.meter.listen, [{ service: AccessLogService, implementation: accessLogImplementation({ meter, logger }) }]);
+    server = await startGrpcServer(config.meter.listen, [accessLogService({ meter, logger })]);
     logger.info({ address: config.meter.listen, port: server.port }, "meter listening");
   }
   return {

@@ -1,5 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
-import { create, type JsonObject } from "@bufbuild/protobuf";
+import { create, toBinary, type JsonObject } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { AccessLogType, HTTPAccessLogEntrySchema, type HTTPAccessLogEntry } from "../../src/gen/envoy/data/accesslog/v3/accesslog_pb.js";
 import { AccessLogService, StreamAccessLogsMessageSchema, type StreamAccessLogsMessage } from "../../src/gen/envoy/service/accesslog/v3/als_pb.js";
@@ -91,10 +91,17 @@ export function fileLogLine(shape: EntryShape): string {
 export interface AlsStream {
   /** Sends a batch; the identifier goes with the first batch only, as Envoy does. */
   send(entries: HTTPAccessLogEntry[]): void;
+  /** Sends a batch already encoded by `encodeBatch` (a load generator encodes before its clock starts, as Envoy's cost is not ours). */
+  sendEncoded(message: Uint8Array): void;
   /** Half-closes and waits for the server's answer. */
   end(): Promise<void>;
   /** Drops the stream without ending it (a reconnecting or dying Envoy). */
   cancel(): void;
+}
+
+/** A StreamAccessLogsMessage of entries without the identifier (a stream's later messages), encoded. */
+export function encodeBatch(entries: HTTPAccessLogEntry[]): Uint8Array {
+  return toBinary(StreamAccessLogsMessageSchema, create(StreamAccessLogsMessageSchema, { logEntries: { case: "httpLogs", value: { logEntry: entries } } }));
 }
 
 /** A real gRPC client for envoy.service.accesslog.v3.AccessLogService. */
@@ -120,6 +127,11 @@ export function connectAls(address: string): { open(): AlsStream; ready(): Promi
             }),
           );
           first = false;
+        },
+        sendEncoded(message) {
+          if (first) throw new Error("the first message of a stream carries the identifier: send() it first");
+          // grpcDefinition's serializer passes bytes through unchanged.
+          call.write(message as unknown as StreamAccessLogsMessage);
         },
         end() {
           call.end();

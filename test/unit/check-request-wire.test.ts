@@ -2,7 +2,8 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { CheckRequestSchema } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
-import { liftCheckRequest, MalformedCheckRequest } from "../../src/dataplane/authz/check-request.js";
+import { liftCheckRequest } from "../../src/dataplane/authz/check-request.js";
+import { MalformedMessage } from "../../src/dataplane/grpc/wire-reader.js";
 import { envoyCheckRequest } from "../support/authz-client.js";
 import { liftDecodedCheckRequest } from "../support/lift-oracle.js";
 
@@ -100,7 +101,7 @@ describe("liftCheckRequest reads a CheckRequest's wire bytes as protobuf-es's fu
         decoded = undefined;
       }
       // A cut inside a field is malformed for both; a cut between fields is a valid shorter message for both.
-      if (decoded === undefined) expect(() => liftCheckRequest(part)).toThrow(MalformedCheckRequest);
+      if (decoded === undefined) expect(() => liftCheckRequest(part)).toThrow(MalformedMessage);
       else agrees(part);
     }
     expect(() => liftCheckRequest(Buffer.from([0x0a, 0x05, 0x01]))).toThrow("invalid CheckRequest: truncated field");

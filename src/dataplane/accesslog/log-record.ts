@@ -1,31 +1,248 @@
-import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { AccessLogType, type HTTPAccessLogEntry } from "../../gen/envoy/data/accesslog/v3/accesslog_pb.js";
+import { DurationSchema, ListValueSchema, StructSchema, TimestampSchema, UInt32ValueSchema, ValueSchema } from "@bufbuild/protobuf/wkt";
+import {
+  AccessLogCommonSchema,
+  AccessLogType,
+  HTTPAccessLogEntrySchema,
+  HTTPRequestPropertiesSchema,
+  HTTPResponsePropertiesSchema,
+} from "../../gen/envoy/data/accesslog/v3/accesslog_pb.js";
+import { MetadataSchema } from "../../gen/envoy/config/core/v3/base_pb.js";
 import { AUTHZ_NAMESPACE, USAGE_NAMESPACE, type LogRecord } from "../../domain/metering.js";
+import { MalformedMessage, WireCursor } from "../grpc/wire-reader.js";
 
 /** A line or entry that cannot even be lifted into a LogRecord; the reason goes to the dead-letter table. */
 export class UnreadableEntry extends Error {
   override name = "UnreadableEntry";
 }
 
+// Field numbers from the generated descriptors (never retyped).
+const ENTRY = HTTPAccessLogEntrySchema.field;
+const COMMON = AccessLogCommonSchema.field;
+const F = {
+  common: ENTRY.commonProperties!.number,
+  request: ENTRY.request!.number,
+  response: ENTRY.response!.number,
+  startTime: COMMON.startTime!.number,
+  duration: COMMON.duration!.number,
+  lastTxByte: COMMON.timeToLastDownstreamTxByte!.number,
+  metadata: COMMON.metadata!.number,
+  intermediate: COMMON.intermediateLogEntry!.number,
+  logType: COMMON.accessLogType!.number,
+  requestId: HTTPRequestPropertiesSchema.field.requestId!.number,
+  responseCode: HTTPResponsePropertiesSchema.field.responseCode!.number,
+  filterMetadata: MetadataSchema.field.filterMetadata!.number,
+  seconds: TimestampSchema.field.seconds!.number,
+  nanos: TimestampSchema.field.nanos!.number,
+  wrapped: UInt32ValueSchema.field.value!.number,
+  structFields: StructSchema.field.fields!.number,
+  listValues: ListValueSchema.field.values!.number,
+  nullValue: ValueSchema.field.nullValue!.number,
+  numberValue: ValueSchema.field.numberValue!.number,
+  stringValue: ValueSchema.field.stringValue!.number,
+  boolValue: ValueSchema.field.boolValue!.number,
+  structValue: ValueSchema.field.structValue!.number,
+  listValue: ValueSchema.field.listValue!.number,
+};
+// Timestamp and Duration share their field numbers.
+if (DurationSchema.field.seconds!.number !== F.seconds || DurationSchema.field.nanos!.number !== F.nanos) throw new Error("Duration and Timestamp fields differ");
+
 /**
- * Lifts a gRPC ALS entry: common_properties.access_log_type (or the older intermediate_log_entry flag), the two
- * dynamic-metadata namespaces from common_properties.metadata.filter_metadata, status, start and duration.
+ * Lifts a gRPC ALS entry from its wire bytes: common_properties.access_log_type (or the older intermediate_log_entry
+ * flag), the two dynamic-metadata namespaces from common_properties.metadata.filter_metadata (the only Structs
+ * decoded), status, start and duration; everything else (addresses, TLS, headers, other namespaces) is skipped
+ * undecoded. `test/unit/als-wire.test.ts` requires the same record as lifting protobuf-es's full decode, for random
+ * entries. Bytes that are not an entry throw UnreadableEntry, so that entry alone is dead-lettered.
  */
-export function recordFromHttpEntry(entry: HTTPAccessLogEntry): LogRecord {
-  const common = entry.commonProperties;
+export function recordFromHttpEntry(entry: Uint8Array): LogRecord {
+  const buf = Buffer.isBuffer(entry) ? entry : Buffer.from(entry.buffer, entry.byteOffset, entry.byteLength);
+  try {
+    return readEntry(new WireCursor(buf, "HTTPAccessLogEntry"), buf.length);
+  } catch (error) {
+    if (error instanceof MalformedMessage) throw new UnreadableEntry(error.message);
+    throw error;
+  }
+}
+
+function readEntry(r: WireCursor, end: number): LogRecord {
+  let common = false;
+  let intermediate = false;
+  let logType = 0;
+  let startMs = 0;
+  let duration: number | undefined;
+  let lastTxByte: number | undefined;
+  let authz: Record<string, unknown> | undefined;
+  let usage: Record<string, unknown> | undefined;
+  let requestId = "";
+  let status = 0;
+  while (r.pos < end) {
+    const field = r.field(end);
+    if (field === F.common) {
+      common = true;
+      for (const c = r.enter(end); r.pos < c; ) {
+        switch (r.field(c)) {
+          case F.startTime:
+            startMs = timeMs(r, r.enter(c), Math.round);
+            break;
+          case F.duration:
+            duration = timeMs(r, r.enter(c), Math.floor);
+            break;
+          case F.lastTxByte:
+            lastTxByte = timeMs(r, r.enter(c), Math.floor);
+            break;
+          case F.intermediate:
+            intermediate = r.bool(c);
+            break;
+          case F.logType:
+            logType = r.int32(c);
+            break;
+          case F.metadata:
+            for (const m = r.enter(c); r.pos < m; ) {
+              if (r.field(m) !== F.filterMetadata) {
+                r.skip(m);
+                continue;
+              }
+              const [name, value] = namespaceEntry(r, r.enter(m));
+              if (name === AUTHZ_NAMESPACE) authz = value ?? authz;
+              else if (name === USAGE_NAMESPACE) usage = value ?? usage;
+            }
+            break;
+          default:
+            r.skip(c);
+        }
+      }
+    } else if (field === F.request) {
+      for (const q = r.enter(end); r.pos < q; ) {
+        if (r.field(q) === F.requestId) requestId = r.utf8(q);
+        else r.skip(q);
+      }
+    } else if (field === F.response) {
+      for (const p = r.enter(end); r.pos < p; ) {
+        if (r.field(p) !== F.responseCode) {
+          r.skip(p);
+          continue;
+        }
+        status = 0; // a UInt32Value of 0 arrives empty
+        for (const w = r.enter(p); r.pos < w; ) {
+          if (r.field(w) === F.wrapped) status = r.uint32(w);
+          else r.skip(w);
+        }
+      }
+    } else r.skip(end);
+  }
   if (!common) throw new UnreadableEntry("entry has no common_properties");
-  const metadata = common.metadata?.filterMetadata ?? {};
-  const logType = common.intermediateLogEntry ? "DownstreamPeriodic" : (AccessLogType[common.accessLogType] ?? String(common.accessLogType));
-  const duration = common.duration ?? common.timeToLastDownstreamTxByte;
+  const name = intermediate ? "DownstreamPeriodic" : (AccessLogType[logType] ?? String(logType));
   return {
-    logType: logType === "NotSet" ? "" : logType,
-    authz: metadata[AUTHZ_NAMESPACE] as Record<string, unknown> | undefined,
-    usage: metadata[USAGE_NAMESPACE] as Record<string, unknown> | undefined,
-    requestId: entry.request?.requestId ?? "",
-    status: entry.response?.responseCode ?? 0,
-    startMs: common.startTime ? timestampMs(common.startTime) : 0,
-    durationMs: duration ? Number(duration.seconds) * 1000 + Math.floor(duration.nanos / 1e6) : 0,
+    logType: name === "NotSet" ? "" : name,
+    authz,
+    usage,
+    requestId,
+    status,
+    startMs,
+    durationMs: duration ?? lastTxByte ?? 0,
   };
+}
+
+/** A Timestamp or Duration in milliseconds; nanoseconds rounded as protobuf-es's timestampMs does (or floored). */
+function timeMs(r: WireCursor, end: number, round: (x: number) => number): number {
+  let seconds = 0;
+  let nanos = 0;
+  while (r.pos < end) {
+    const field = r.field(end);
+    if (field === F.seconds) seconds = r.int64(end);
+    else if (field === F.nanos) nanos = r.int32(end);
+    else r.skip(end);
+  }
+  return seconds * 1000 + round(nanos / 1e6);
+}
+
+/** One filter_metadata map entry: its name, and its Struct when the name is one of ours (others are skipped). */
+function namespaceEntry(r: WireCursor, end: number): [string, Record<string, unknown> | undefined] {
+  let name = "";
+  let start = -1;
+  let stop = -1;
+  while (r.pos < end) {
+    const field = r.field(end);
+    if (field === 1) name = r.utf8(end);
+    else if (field === 2) {
+      stop = r.payload(end);
+      start = r.start;
+    } else r.skip(end);
+  }
+  if (name !== AUTHZ_NAMESPACE && name !== USAGE_NAMESPACE) return [name, undefined];
+  if (start < 0) return [name, {}];
+  r.pos = start;
+  const value = struct(r, stop);
+  r.pos = end;
+  return [name, value];
+}
+
+/** google.protobuf.Struct as the JSON object it stands for (protobuf-es's representation of a Struct field). */
+function struct(r: WireCursor, end: number): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  while (r.pos < end) {
+    if (r.field(end) !== F.structFields) {
+      r.skip(end);
+      continue;
+    }
+    const entry = r.enter(end);
+    let key = "";
+    let value: unknown = null;
+    let seen = false;
+    while (r.pos < entry) {
+      const field = r.field(entry);
+      if (field === 1) key = r.utf8(entry);
+      else if (field === 2) {
+        value = structValue(r, r.enter(entry));
+        seen = true;
+      } else r.skip(entry);
+    }
+    if (!seen) throw new UnreadableEntry(`metadata field "${key}" has no value`);
+    // A key named __proto__ is data here, never the object's prototype.
+    if (key === "__proto__") Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
+    else out[key] = value;
+  }
+  return out;
+}
+
+function structValue(r: WireCursor, end: number): unknown {
+  let value: unknown;
+  let set = false;
+  while (r.pos < end) {
+    const field = r.field(end);
+    set = true;
+    switch (field) {
+      case F.nullValue:
+        r.int32(end);
+        value = null;
+        break;
+      case F.numberValue:
+        value = r.double(end);
+        break;
+      case F.stringValue:
+        value = r.utf8(end);
+        break;
+      case F.boolValue:
+        value = r.bool(end);
+        break;
+      case F.structValue:
+        value = struct(r, r.enter(end));
+        break;
+      case F.listValue: {
+        const list: unknown[] = [];
+        for (const l = r.enter(end); r.pos < l; ) {
+          if (r.field(l) === F.listValues) list.push(structValue(r, r.enter(l)));
+          else r.skip(l);
+        }
+        value = list;
+        break;
+      }
+      default:
+        set = false;
+        r.skip(end);
+    }
+  }
+  if (!set) throw new UnreadableEntry("a metadata value has no kind");
+  return value;
 }
 
 function objectOrUndefined(value: unknown, field: string): Record<string, unknown> | undefined {

@@ -2,6 +2,7 @@ import { CheckRequestSchema } from "../../gen/envoy/service/auth/v3/external_aut
 import { AttributeContext_HttpRequestSchema, AttributeContext_RequestSchema, AttributeContextSchema } from "../../gen/envoy/service/auth/v3/attribute_context_pb.js";
 import { HeaderMapSchema, HeaderValueSchema } from "../../gen/envoy/config/core/v3/base_pb.js";
 import type { AdmissionRequest } from "../../domain/admission.js";
+import { WireCursor } from "../grpc/wire-reader.js";
 import type { RequestBody } from "../../domain/chat-request.js";
 
 /** Envoy adds this header to the CheckRequest when `allow_partial_message` cut the body at `max_request_bytes`. */
@@ -15,9 +16,6 @@ export interface LiftedRequest {
   /** The query string (without "?"), kept across a path rewrite. */
   query: string;
 }
-
-/** A CheckRequest that is not valid protobuf; grpc-js answers the call with an error and Envoy fails closed. */
-export class MalformedCheckRequest extends Error {}
 
 // The path to what admission reads, by field number from the generated descriptors (never retyped):
 // CheckRequest.attributes → AttributeContext.request → Request.http → HttpRequest{method, path, headers,
@@ -38,10 +36,6 @@ const HV_VALUE = HeaderValueSchema.field.value!.number;
 const HV_RAW_VALUE = HeaderValueSchema.field.rawValue!.number;
 const MAP_KEY = 1;
 const MAP_VALUE = 2;
-const VARINT = 0;
-const FIXED64 = 1;
-const LEN = 2;
-const FIXED32 = 5;
 
 /** What the walk collects; repeated occurrences of a message merge into it, as protobuf parsing requires. */
 interface Collected {
@@ -74,7 +68,8 @@ export function liftCheckRequest(bytes: Uint8Array): LiftedRequest {
     method: "", path: "", body: undefined, rawBody: undefined, mapAuthorization: [], rawAuthorization: [],
     mapPartial: false, rawPartial: false, mapTollgate: [], rawTollgate: [], rawHeaders: false,
   };
-  const r = new Cursor(buf);
+  // Not valid protobuf: MalformedMessage, so grpc-js answers the call with an error and Envoy fails closed.
+  const r = new WireCursor(buf, "CheckRequest");
   while (r.pos < buf.length) {
     if (r.field(buf.length) !== ATTRIBUTES) r.skip(buf.length);
     else for (const attributes = r.enter(buf.length); r.pos < attributes; ) {
@@ -88,7 +83,7 @@ export function liftCheckRequest(bytes: Uint8Array): LiftedRequest {
   return lift(c);
 }
 
-function readHttp(r: Cursor, end: number, c: Collected): void {
+function readHttp(r: WireCursor, end: number, c: Collected): void {
   while (r.pos < end) {
     switch (r.field(end)) {
       case METHOD:
@@ -119,7 +114,7 @@ function readHttp(r: Cursor, end: number, c: Collected): void {
 }
 
 /** One `headers` map entry: only the names admission reads, and their values, are decoded. */
-function readMapEntry(r: Cursor, end: number, c: Collected): void {
+function readMapEntry(r: WireCursor, end: number, c: Collected): void {
   let keyStart = 0;
   let keyEnd = 0;
   let valueStart = 0;
@@ -139,7 +134,7 @@ function readMapEntry(r: Cursor, end: number, c: Collected): void {
 }
 
 /** One `header_map` HeaderValue: `value`, or `raw_value` as Latin-1 when value is empty (encode_raw_headers). */
-function readHeaderValue(r: Cursor, end: number, c: Collected): void {
+function readHeaderValue(r: WireCursor, end: number, c: Collected): void {
   let keyStart = 0;
   let keyEnd = 0;
   let valueStart = 0;
@@ -223,89 +218,5 @@ function textBody(bytes: Uint8Array): RequestBody {
     return { kind: "text", text: strictUtf8.decode(bytes) };
   } catch {
     return { kind: "bytes", bytes };
-  }
-}
-
-/** A forward-only protobuf reader; every read is bounded by the end of the message it is in. */
-class Cursor {
-  pos = 0;
-  /** Where the payload of the last length-delimited field read by `payload` starts. */
-  start = 0;
-  private wireType = 0;
-
-  constructor(readonly buf: Buffer) {}
-
-  /** Reads a tag; returns the field number (the wire type is kept for the read or skip that follows). */
-  field(end: number): number {
-    const tag = this.varint(end);
-    const number = Math.floor(tag / 8);
-    this.wireType = tag % 8;
-    if (number === 0) throw new MalformedCheckRequest("invalid CheckRequest: field number 0");
-    return number;
-  }
-
-  /** Steps into an embedded message; returns where it ends. */
-  enter(end: number): number {
-    const inner = this.payload(end);
-    this.pos = this.start;
-    return inner;
-  }
-
-  utf8(end: number): string {
-    const stop = this.payload(end);
-    return this.buf.toString("utf8", this.start, stop);
-  }
-
-  /** A view of the field's bytes (no copy; grpc-js hands each message its own buffer). */
-  bytes(end: number): Uint8Array {
-    const stop = this.payload(end);
-    return new Uint8Array(this.buf.buffer, this.buf.byteOffset + this.start, stop - this.start);
-  }
-
-  /** Passes over a length-delimited field: `start` is where its payload starts; returns where it ends. */
-  payload(end: number): number {
-    if (this.wireType !== LEN) throw new MalformedCheckRequest(`invalid CheckRequest: wire type ${this.wireType} where a length-delimited field belongs`);
-    const length = this.varint(end);
-    this.start = this.pos;
-    const stop = this.pos + length;
-    if (stop > end) throw new MalformedCheckRequest("invalid CheckRequest: truncated field");
-    this.pos = stop;
-    return stop;
-  }
-
-  skip(end: number): void {
-    switch (this.wireType) {
-      case VARINT:
-        this.varint(end);
-        return;
-      case FIXED64:
-        this.advance(8, end);
-        return;
-      case LEN:
-        this.payload(end);
-        return;
-      case FIXED32:
-        this.advance(4, end);
-        return;
-      default:
-        throw new MalformedCheckRequest(`invalid CheckRequest: unsupported wire type ${this.wireType}`);
-    }
-  }
-
-  /** A varint (tags, lengths, skipped values); exact up to 2^53, beyond which no length here can be valid anyway. */
-  private varint(end: number): number {
-    let result = 0;
-    for (let shift = 0; shift < 70; shift += 7) {
-      if (this.pos >= end) throw new MalformedCheckRequest("invalid CheckRequest: truncated varint");
-      const b = this.buf[this.pos++]!;
-      if (shift < 53) result += (b & 0x7f) * 2 ** shift;
-      if (b < 0x80) return result;
-    }
-    throw new MalformedCheckRequest("invalid CheckRequest: varint longer than 10 bytes");
-  }
-
-  private advance(n: number, end: number): void {
-    if (this.pos + n > end) throw new MalformedCheckRequest("invalid CheckRequest: truncated field");
-    this.pos += n;
   }
 }

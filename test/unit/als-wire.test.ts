@@ -1,0 +1,107 @@
+import { create, fromBinary, toBinary, type JsonValue } from "@bufbuild/protobuf";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { AccessLogType, HTTPAccessLogEntrySchema } from "../../src/gen/envoy/data/accesslog/v3/accesslog_pb.js";
+import { StreamAccessLogsMessageSchema } from "../../src/gen/envoy/service/accesslog/v3/als_pb.js";
+import { recordFromHttpEntry, UnreadableEntry } from "../../src/dataplane/accesslog/log-record.js";
+import { splitAlsMessage } from "../../src/dataplane/accesslog/als-service.js";
+import { alsEntry } from "../support/als-client.js";
+import { recordFromDecodedEntry } from "../support/als-oracle.js";
+
+/** Lifting from the wire must equal lifting protobuf-es's full decode of the same bytes. */
+function agrees(bytes: Uint8Array): void {
+  expect(recordFromHttpEntry(Buffer.from(bytes))).toEqual(recordFromDecodedEntry(fromBinary(HTTPAccessLogEntrySchema, bytes)));
+}
+
+const text = fc.string({ unit: "binary", maxLength: 24 });
+const json: fc.Arbitrary<JsonValue> = fc.letrec<{ value: JsonValue }>((tie) => ({
+  value: fc.oneof(
+    { depthSize: "small", withCrossShrink: true },
+    fc.constant(null),
+    fc.double({ noNaN: true, noDefaultInfinity: true }),
+    text,
+    fc.boolean(),
+    fc.array(tie("value"), { maxLength: 3 }),
+    fc.dictionary(text, tie("value"), { maxKeys: 3 }),
+  ),
+})).value;
+const namespace = fc.option(fc.dictionary(fc.oneof(fc.constantFrom("decision_id", "account_id", "__proto__"), text), json, { maxKeys: 5 }), { nil: undefined });
+const time = fc.option(fc.record({ seconds: fc.bigInt({ min: -(2n ** 40n), max: 2n ** 40n }), nanos: fc.integer({ min: -999_999_999, max: 999_999_999 }) }), { nil: undefined });
+
+const entries = fc.record({
+  authz: namespace,
+  usage: namespace,
+  other: namespace,
+  logType: fc.constantFrom(...Object.values(AccessLogType).filter((v): v is number => typeof v === "number"), 99),
+  intermediate: fc.boolean(),
+  start: time,
+  duration: time,
+  lastTx: time,
+  requestId: fc.option(text, { nil: undefined }),
+  status: fc.option(fc.nat({ max: 2 ** 32 - 1 }), { nil: undefined }),
+  remote: text,
+});
+
+describe("recordFromHttpEntry reads an ALS entry's wire bytes as protobuf-es's full decode would", () => {
+  it("for the entries the meter suites send", () => {
+    agrees(toBinary(HTTPAccessLogEntrySchema, alsEntry({ decisionId: "d-1", accountId: "acct_1", usage: { prompt: 3, completion: 4, cached: 1 } })));
+    agrees(toBinary(HTTPAccessLogEntrySchema, alsEntry({ accountId: "acct_1", usage: null, status: 402 })));
+  });
+
+  it("for random entries: metadata Structs of every value kind, other namespaces, times, status, unread fields", () => {
+    fc.assert(
+      fc.property(entries, (e) => {
+        const filterMetadata: Record<string, Record<string, JsonValue>> = {};
+        if (e.authz) filterMetadata["envoy.filters.http.ext_authz"] = e.authz;
+        if (e.usage) filterMetadata["tollgate.usage"] = e.usage;
+        if (e.other) filterMetadata["envoy.lb"] = e.other;
+        const entry = create(HTTPAccessLogEntrySchema, {
+          commonProperties: {
+            downstreamRemoteAddress: { address: { case: "socketAddress", value: { address: e.remote } } },
+            startTime: e.start, duration: e.duration, timeToLastDownstreamTxByte: e.lastTx,
+            metadata: { filterMetadata }, accessLogType: e.logType, intermediateLogEntry: e.intermediate,
+          },
+          request: e.requestId === undefined ? undefined : { requestId: e.requestId, path: "/v1/chat/completions" },
+          response: e.status === undefined ? undefined : { responseCode: e.status, responseBodyBytes: 12n },
+        });
+        agrees(toBinary(HTTPAccessLogEntrySchema, entry));
+      }),
+      { numRuns: 400 },
+    );
+  });
+
+  it("refuses an entry that is not one (without common_properties, or not protobuf) as that entry alone", () => {
+    expect(() => recordFromHttpEntry(Buffer.from(toBinary(HTTPAccessLogEntrySchema, create(HTTPAccessLogEntrySchema, {}))))).toThrow("entry has no common_properties");
+    expect(() => recordFromHttpEntry(Buffer.from([0x0a, 0x09, 0x01]))).toThrow(UnreadableEntry);
+    expect(() => recordFromHttpEntry(Buffer.from([0x0a, 0x09, 0x01]))).toThrow("invalid HTTPAccessLogEntry: truncated field");
+    const good = toBinary(HTTPAccessLogEntrySchema, alsEntry({ decisionId: "d-2", accountId: "acct_1", usage: { prompt: 1, completion: 1 } }));
+    for (let cut = 1; cut < good.length; cut += 11) {
+      const part = Buffer.from(good.subarray(0, cut));
+      let decoded;
+      try {
+        decoded = fromBinary(HTTPAccessLogEntrySchema, part);
+      } catch {
+        decoded = undefined;
+      }
+      if (decoded === undefined) expect(() => recordFromHttpEntry(part)).toThrow(UnreadableEntry);
+    }
+  });
+});
+
+describe("splitAlsMessage", () => {
+  it("hands over each HTTP entry's exact bytes and the identifier's log name; TCP entries are not billed", () => {
+    const a = alsEntry({ decisionId: "d-a", accountId: "acct_1", usage: { prompt: 1, completion: 2 } });
+    const b = alsEntry({ decisionId: "d-b", accountId: "acct_1", usage: { prompt: 3, completion: 4 } });
+    const message = create(StreamAccessLogsMessageSchema, {
+      identifier: { node: { id: "envoy-1" }, logName: "tollgate" },
+      logEntries: { case: "httpLogs", value: { logEntry: [a, b] } },
+    });
+    const split = splitAlsMessage(Buffer.from(toBinary(StreamAccessLogsMessageSchema, message)));
+    expect(split.logName).toBe("tollgate");
+    expect(split.httpEntries.map((bytes) => fromBinary(HTTPAccessLogEntrySchema, bytes))).toEqual([a, b]);
+    const later = splitAlsMessage(Buffer.from(toBinary(StreamAccessLogsMessageSchema, create(StreamAccessLogsMessageSchema, { logEntries: { case: "httpLogs", value: { logEntry: [a] } } }))));
+    expect(later.logName).toBeUndefined();
+    const tcp = create(StreamAccessLogsMessageSchema, { logEntries: { case: "tcpLogs", value: { logEntry: [{}] } } });
+    expect(splitAlsMessage(Buffer.from(toBinary(StreamAccessLogsMessageSchema, tcp))).httpEntries).toEqual([]);
+  });
+});

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { afterEach, beforeEach, expect, it } from "vitest";
-import { AccessLogType } from "../../src/gen/envoy/data/accesslog/v3/accesslog_pb.js";
+import { toBinary } from "@bufbuild/protobuf";
+import { AccessLogType, HTTPAccessLogEntrySchema } from "../../src/gen/envoy/data/accesslog/v3/accesslog_pb.js";
 import { nanos, requestCost, picoPerToken } from "../../src/domain/money.js";
 import { describeStores } from "../support/services.js";
 import { startTestPlane, type TestPlane } from "../support/control-plane.js";
@@ -73,6 +74,26 @@ describeStores("meter: StreamAccessLogs into the ledger", (target) => {
     expect(dead).toHaveLength(1);
     expect(dead[0]!.reason).toBe("authz.price_output is missing or not a non-negative integer");
     expect(await ledger().entriesTotal(accountId)).toBe((await ledger().balance(accountId)).balance);
+  });
+
+  it("dead-letters an entry that is not protobuf alone and bills its neighbours in the same message", async () => {
+    const good = [randomUUID(), randomUUID()].map((decisionId) => toBinary(HTTPAccessLogEntrySchema, alsEntry({ decisionId, accountId, usage: { prompt: 7, completion: 3 } })));
+    const garbage = new Uint8Array([0x0a, 0x09, 0x01]); // common_properties claiming 9 bytes, with 1
+    // StreamAccessLogsMessage{http_logs{log_entry: good, garbage, good}}, written by hand: no encoder writes garbage.
+    const lengthPrefix = (n: number) => Buffer.from(n < 0x80 ? [n] : [(n & 0x7f) | 0x80, n >> 7]);
+    const field = (tag: number, payload: Uint8Array) => Buffer.concat([Buffer.from([tag]), lengthPrefix(payload.length), payload]);
+    const entries = Buffer.concat([field(0x0a, good[0]!), field(0x0a, garbage), field(0x0a, good[1]!)]);
+    const stream = als.open();
+    stream.send([]);
+    stream.sendEncoded(field(0x12, entries));
+    await stream.end();
+    await t.plane.metering.meter.drain();
+
+    expect(t.plane.metering.meter.totals).toMatchObject({ billed: 2, deadLettered: 1 });
+    const dead = await ledger().deadLetters();
+    expect(dead).toHaveLength(1);
+    expect(dead[0]!.reason).toBe("invalid HTTPAccessLogEntry: truncated field");
+    expect(JSON.parse(dead[0]!.payload)).toEqual({ protobuf_base64: Buffer.from(garbage).toString("base64") });
   });
 
   it("charges an upstream error without usage nothing and a cut-short stream its estimate, flagged", async () => {

@@ -26,20 +26,24 @@ export type RateDecision =
   | { admitted: true; state?: RateLimitState }
   | { admitted: false; state: RateLimitState; retryAfterSeconds: number; dimension: "requests" | "tokens" };
 
+/** One request's place in its key's window. */
+export interface RateRequest {
+  keyId: string;
+  accountId: string;
+  decisionId: string;
+  requestsPerMinute: number;
+  tokensPerMinute: number;
+  /** Tokens to reserve in the window: prompt estimate plus maximum output. */
+  tokens: number;
+  now: number;
+}
+
 /**
  * Per-key requests- and tokens-per-minute limits, exact over any sliding 60-second window (in-process or Redis).
  * A limiter that cannot decide (Redis unreachable) throws; admission turns that into a 503 `unavailable`.
  */
 export interface RateLimiter {
-  admit(request: {
-    keyId: string;
-    accountId: string;
-    decisionId: string;
-    requestsPerMinute: number;
-    tokensPerMinute: number;
-    tokens: number;
-    now: number;
-  }): RateDecision | Promise<RateDecision>;
+  admit(request: RateRequest): RateDecision | Promise<RateDecision>;
   /**
    * Replaces an admission's token reservation with the tokens actually used (the meter calls it once usage is known),
    * refunding the difference to the window. A no-op once the admission has aged out of the window or was released.
@@ -60,17 +64,9 @@ export interface CreditGate {
 }
 
 /** What admitting one request holds: a place in its key's window and a worst-case credit reservation. */
-export interface HoldRequest {
-  keyId: string;
-  accountId: string;
-  decisionId: string;
-  requestsPerMinute: number;
-  tokensPerMinute: number;
-  /** Tokens to reserve in the window: prompt estimate plus maximum output. */
-  tokens: number;
+export interface HoldRequest extends RateRequest {
   /** Credit to reserve: the request's worst-case cost. */
   amount: Nanos;
-  now: number;
 }
 
 /** Held (with the window's figures when limits applied), or refused by the limiter, or refused for credit. */

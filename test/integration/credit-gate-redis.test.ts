@@ -1,23 +1,13 @@
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { createRedisCreditGate } from "../../src/adapters/redis/credit-gate.js";
-import { createRedisClient } from "../../src/adapters/redis/client.js";
 import { nanos } from "../../src/domain/money.js";
-import { describeWith } from "../support/services.js";
+import { describeWith, suiteRedis } from "../support/services.js";
 
 describeWith("redis", "Redis credit gate expiry sweep", (url) => {
-  const redis = createRedisClient(url, { commandTimeoutMs: 5000 });
   const prefix = `test:${process.pid}:${Date.now()}:`;
+  const redis = suiteRedis(url, prefix);
   const source = { balances: async (ids: readonly string[]) => new Map(ids.map((id) => [id, { balance: nanos(10n ** 15n), version: 1 }])) };
   const gate = createRedisCreditGate({ redis, source, reservationTtlMs: 1, prefix });
-
-  beforeAll(async () => {
-    await redis.connect().catch(() => undefined);
-  });
-  afterAll(async () => {
-    const keys = await redis.keys(`${prefix}*`);
-    if (keys.length > 0) await redis.del(...keys);
-    redis.disconnect();
-  });
 
   it("works off a backlog of expired reservations in bounded batches without taking the process down", async () => {
     // A meter down for a long time leaves many reservations to expire at once; one unbounded HMGET of them all

@@ -1,15 +1,14 @@
 import { randomUUID } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { createMemoryCreditGate } from "../../src/adapters/memory/credit-gate.js";
 import { createMemoryRateLimiter } from "../../src/adapters/memory/rate-limiter.js";
-import { connectRedis, createRedisClient } from "../../src/adapters/redis/client.js";
 import { createRedisCreditGate } from "../../src/adapters/redis/credit-gate.js";
 import { createRedisQuota } from "../../src/adapters/redis/quota.js";
 import { createRedisRateLimiter } from "../../src/adapters/redis/rate-limiter.js";
 import { holdInTurn, type HoldRequest, type Quota, type RateLimiter } from "../../src/domain/admission.js";
 import type { CreditReservations } from "../../src/domain/credits.js";
 import { nanos } from "../../src/domain/money.js";
-import { describeWith } from "../support/services.js";
+import { describeWith, suiteRedis } from "../support/services.js";
 
 const T0 = 1_750_000_000_000;
 
@@ -104,15 +103,7 @@ describe("admission quota [in process, ports in turn]", () => {
 
 describeWith("redis", "admission quota [redis, one script]", (url) => {
   const prefix = `test_quota_${process.pid}_${randomUUID().slice(0, 8)}`;
-  const redis = createRedisClient(url, { commandTimeoutMs: 5000 });
-  beforeAll(async () => {
-    expect(await connectRedis(redis)).toBe(true);
-  });
-  afterAll(async () => {
-    const stale = await redis.keys(`${prefix}:*`);
-    if (stale.length) await redis.del(...stale);
-    redis.disconnect();
-  });
+  const redis = suiteRedis(url, `${prefix}:`);
   conformance(() => {
     const limiter = createRedisRateLimiter({ redis, prefix });
     const credits = createRedisCreditGate({ redis, source, reservationTtlMs: 600_000, prefix: `${prefix}:` });

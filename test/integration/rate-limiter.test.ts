@@ -1,15 +1,14 @@
 import { randomUUID } from "node:crypto";
 import { Writable } from "node:stream";
 import fc from "fast-check";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { createMemoryRateLimiter } from "../../src/adapters/memory/rate-limiter.js";
-import { connectRedis, createRedisClient } from "../../src/adapters/redis/client.js";
 import { createRedisRateLimiter } from "../../src/adapters/redis/rate-limiter.js";
 import { withFailurePolicy } from "../../src/app/rate-limits.js";
 import type { Quota, RateDecision, RateLimiter } from "../../src/domain/admission.js";
 import { nanos } from "../../src/domain/money.js";
 import { createLogger } from "../../src/logging.js";
-import { describeWith } from "../support/services.js";
+import { describeWith, suiteRedis } from "../support/services.js";
 
 const MIN = 60_000;
 const T0 = 1_750_000_000_000;
@@ -197,15 +196,7 @@ describe("rate limiter [memory]", () => {
 
 describeWith("redis", "rate limiter [redis]", (url) => {
   const prefix = `test_rl_${process.pid}_${randomUUID().slice(0, 8)}`;
-  const redis = createRedisClient(url);
-  beforeAll(async () => {
-    expect(await connectRedis(redis)).toBe(true);
-  });
-  afterAll(async () => {
-    const stale = await redis.keys(`${prefix}:*`);
-    if (stale.length) await redis.del(...stale);
-    redis.disconnect();
-  });
+  const redis = suiteRedis(url, `${prefix}:`);
   conformance(() => createRedisRateLimiter({ redis, prefix }));
 
   it("keeps a key's Redis keys in its account's Cluster slot (with the account's credit keys) and expires them after the window", async () => {

@@ -1,8 +1,10 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import knexFactory from "knex";
+import type { Redis } from "ioredis";
+import { connectRedis, createRedisClient } from "../../src/adapters/redis/client.js";
 
 /** PostgreSQL for integration suites; .ci/run sets it. */
 export const TEST_DATABASE_URL = process.env.TOLLGATE_TEST_DATABASE_URL;
@@ -79,4 +81,21 @@ export function postgresTarget(url: string): StoreTarget {
 export function describeStores(name: string, fn: (target: () => StoreTarget) => void): void {
   describe(`${name} [sqlite]`, () => fn(sqliteTarget));
   describeWith("postgres", `${name} [postgres]`, (url) => fn(() => postgresTarget(url)));
+}
+
+/**
+ * A Redis connection for one suite: connected before its tests, and on the way out every key under `prefix` deleted
+ * (each suite writes under a prefix of its own) and the connection closed. Call inside a describe.
+ */
+export function suiteRedis(url: string, prefix: string): Redis {
+  const redis = createRedisClient(url, { commandTimeoutMs: 5000 });
+  beforeAll(async () => {
+    expect(await connectRedis(redis)).toBe(true);
+  });
+  afterAll(async () => {
+    const stale = await redis.keys(`${prefix}*`);
+    if (stale.length) await redis.del(...stale);
+    redis.disconnect();
+  });
+  return redis;
 }

@@ -98,7 +98,8 @@ export function createMemoryRateLimiter(options: MemoryRateLimiterOptions = {}):
       // Keep time order even if a caller's clock steps back a little.
       let i = log.entries.length;
       while (i > log.head && log.entries[i - 1]!.at > now) i--;
-      log.entries.splice(i, 0, entry);
+      if (i === log.entries.length) log.entries.push(entry);
+      else log.entries.splice(i, 0, entry);
       log.byDecision.set(decisionId, entry);
       log.tokens += tokens;
       return rateDecision(

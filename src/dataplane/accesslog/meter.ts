@@ -282,6 +282,8 @@ export function createMeter(options: MeterOptions): Meter {
     await settling;
   }
 
+  let settleWarnedAt = -Infinity;
+  let unsettled = 0;
   async function settleWindows(result: CommitResult, events: readonly UsageEvent[]): Promise<void> {
     const limiter = options.limiter;
     if (!limiter || result.billedDecisions.length === 0) return;
@@ -293,8 +295,14 @@ export function createMeter(options: MeterOptions): Meter {
       if (!billed.delete(e.decisionId)) continue;
       settles.push(limiter.settle({ keyId: e.keyId, accountId: e.accountId, decisionId: e.decisionId, actualTokens: e.promptTokens + e.completionTokens, now }));
     }
-    const failed = (await Promise.allSettled(settles)).find((r) => r.status === "rejected");
-    if (failed) options.logger.warn({ err: (failed as PromiseRejectedResult).reason }, "rate-limit windows not settled with actual usage; they keep the reservations until those age out");
+    const failed = (await Promise.allSettled(settles)).filter((r) => r.status === "rejected");
+    if (failed.length === 0) return;
+    unsettled += failed.length;
+    // At most one line per 10 s: with Redis down every commit would otherwise log.
+    if (clock() - settleWarnedAt < 10_000) return;
+    settleWarnedAt = clock();
+    options.logger.warn({ err: (failed[0] as PromiseRejectedResult).reason, unsettled }, "rate-limit windows not settled with actual usage; they keep the reservations until those age out");
+    unsettled = 0;
   }
 
   async function commit(tickets: Ticket[]): Promise<void> {

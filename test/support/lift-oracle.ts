@@ -7,10 +7,10 @@ const latin1 = { decode: (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.
 
 /**
  * The reference lifter: what admission needs, read from protobuf-es's full decode of a CheckRequest. Production
- * lifts straight from the wire bytes (src/dataplane/authz/check-request.ts); tests require both to agree.
- * Lifts what admission needs out of an Envoy CheckRequest. Handles both header encodings Envoy may send (the
- * `headers` map, where repeated values arrive comma-joined, and `header_map` with `encode_raw_headers`) and both body
- * encodings (`body` text, `raw_body` bytes with `pack_as_bytes`), honouring the partial-body marker.
+ * lifts straight from the wire bytes (src/dataplane/authz/check-request.ts); tests require both to agree. Handles
+ * both header encodings Envoy may send (the `headers` map, where repeated values arrive comma-joined, and
+ * `header_map` with `encode_raw_headers`) and both body encodings (`body` text, `raw_body` bytes with
+ * `pack_as_bytes`), honouring the partial-body marker.
  */
 export function liftDecodedCheckRequest(request: CheckRequest): LiftedRequest {
   const http = request.attributes?.request?.http;

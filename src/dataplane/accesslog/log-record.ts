@@ -1,4 +1,4 @@
-import { DurationSchema, ListValueSchema, StructSchema, TimestampSchema, UInt32ValueSchema, ValueSchema } from "@bufbuild/protobuf/wkt";
+import { ListValueSchema, StructSchema, TimestampSchema, UInt32ValueSchema, ValueSchema } from "@bufbuild/protobuf/wkt";
 import {
   AccessLogCommonSchema,
   AccessLogType,
@@ -31,6 +31,7 @@ const F = {
   requestId: HTTPRequestPropertiesSchema.field.requestId!.number,
   responseCode: HTTPResponsePropertiesSchema.field.responseCode!.number,
   filterMetadata: MetadataSchema.field.filterMetadata!.number,
+  // Timestamp and Duration both: seconds = 1, nanos = 2.
   seconds: TimestampSchema.field.seconds!.number,
   nanos: TimestampSchema.field.nanos!.number,
   wrapped: UInt32ValueSchema.field.value!.number,
@@ -43,8 +44,6 @@ const F = {
   structValue: ValueSchema.field.structValue!.number,
   listValue: ValueSchema.field.listValue!.number,
 };
-// Timestamp and Duration share their field numbers.
-if (DurationSchema.field.seconds!.number !== F.seconds || DurationSchema.field.nanos!.number !== F.nanos) throw new Error("Duration and Timestamp fields differ");
 
 /**
  * Lifts a gRPC ALS entry from its wire bytes: common_properties.access_log_type (or the older intermediate_log_entry

@@ -37,21 +37,23 @@ const HV_RAW_VALUE = HeaderValueSchema.field.rawValue!.number;
 const MAP_KEY = 1;
 const MAP_VALUE = 2;
 
+/** What one header encoding said about the headers Check reads. */
+interface HeaderFacts {
+  authorization: string[];
+  partial: boolean;
+  tollgate: string[];
+}
+
 /** What the walk collects; repeated occurrences of a message merge into it, as protobuf parsing requires. */
 interface Collected {
   method: string;
   path: string;
   body: Uint8Array | undefined;
   rawBody: Uint8Array | undefined;
-  /** Authorization values from the `headers` map (comma-joined by Envoy when repeated) and from `header_map`. */
-  mapAuthorization: string[];
-  rawAuthorization: string[];
-  mapPartial: boolean;
-  rawPartial: boolean;
-  mapTollgate: string[];
-  rawTollgate: string[];
-  /** Whether `header_map` carried any header: then it is the request's headers and the map is ignored. */
-  rawHeaders: boolean;
+  /** From the `headers` map (repeated values comma-joined by Envoy). */
+  map: HeaderFacts;
+  /** From `header_map` (encode_raw_headers); when it carried any header, it is the request's headers. */
+  raw: HeaderFacts | undefined;
 }
 
 /**
@@ -64,10 +66,7 @@ interface Collected {
  */
 export function liftCheckRequest(bytes: Uint8Array): LiftedRequest {
   const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const c: Collected = {
-    method: "", path: "", body: undefined, rawBody: undefined, mapAuthorization: [], rawAuthorization: [],
-    mapPartial: false, rawPartial: false, mapTollgate: [], rawTollgate: [], rawHeaders: false,
-  };
+  const c: Collected = { method: "", path: "", body: undefined, rawBody: undefined, map: { authorization: [], partial: false, tollgate: [] }, raw: undefined };
   // Not valid protobuf: MalformedMessage, so grpc-js answers the call with an error and Envoy fails closed.
   const r = new WireCursor(buf, "CheckRequest");
   while (r.pos < buf.length) {
@@ -113,7 +112,7 @@ function readHttp(r: WireCursor, end: number, c: Collected): void {
   }
 }
 
-/** One `headers` map entry: only the names admission reads, and their values, are decoded. */
+/** One `headers` map entry: only the names Check reads, and their values, are decoded. */
 function readMapEntry(r: WireCursor, end: number, c: Collected): void {
   let keyStart = 0;
   let keyEnd = 0;
@@ -125,12 +124,8 @@ function readMapEntry(r: WireCursor, end: number, c: Collected): void {
     else if (field === MAP_VALUE) valueEnd = r.payload(end), valueStart = r.start;
     else r.skip(end);
   }
-  const kind = headerKind(r.buf, keyStart, keyEnd);
-  if (kind === AUTHORIZATION) {
-    // A key never contains a comma, so a comma means Envoy joined two Authorization headers.
-    c.mapAuthorization.push(...r.buf.toString("utf8", valueStart, valueEnd).split(","));
-  } else if (kind === PARTIAL) c.mapPartial = r.buf.toString("utf8", valueStart, valueEnd) === "true";
-  else if (kind === TOLLGATE) c.mapTollgate.push(r.buf.toString("utf8", keyStart, keyEnd).toLowerCase());
+  // A key never contains a comma, so a comma in Authorization means Envoy joined two of them.
+  record(c.map, r.buf, keyStart, keyEnd, valueStart, valueEnd, "utf8", true);
 }
 
 /** One `header_map` HeaderValue: `value`, or `raw_value` as Latin-1 when value is empty (encode_raw_headers). */
@@ -148,16 +143,22 @@ function readHeaderValue(r: WireCursor, end: number, c: Collected): void {
     else if (field === HV_RAW_VALUE) rawEnd = r.payload(end), rawStart = r.start;
     else r.skip(end);
   }
-  c.rawHeaders = true;
-  const kind = headerKind(r.buf, keyStart, keyEnd);
-  if (kind === OTHER) return;
-  if (kind === TOLLGATE) {
-    c.rawTollgate.push(r.buf.toString("utf8", keyStart, keyEnd).toLowerCase());
-    return;
-  }
-  const value = valueEnd > valueStart ? r.buf.toString("utf8", valueStart, valueEnd) : r.buf.toString("latin1", rawStart, rawEnd);
-  if (kind === AUTHORIZATION) c.rawAuthorization.push(value);
-  else c.rawPartial = value === "true";
+  c.raw ??= { authorization: [], partial: false, tollgate: [] };
+  if (valueEnd > valueStart) record(c.raw, r.buf, keyStart, keyEnd, valueStart, valueEnd, "utf8", false);
+  else record(c.raw, r.buf, keyStart, keyEnd, rawStart, rawEnd, "latin1", false);
+}
+
+/** Records one header if Check reads it; its value (bytes start..end) is decoded only then. */
+function record(
+  facts: HeaderFacts, buf: Buffer, keyStart: number, keyEnd: number, start: number, end: number, encoding: "utf8" | "latin1", commaJoined: boolean,
+): void {
+  const kind = headerKind(buf, keyStart, keyEnd);
+  if (kind === AUTHORIZATION) {
+    const value = buf.toString(encoding, start, end);
+    if (commaJoined) facts.authorization.push(...value.split(","));
+    else facts.authorization.push(value);
+  } else if (kind === PARTIAL) facts.partial = buf.toString(encoding, start, end) === "true";
+  else if (kind === TOLLGATE) facts.tollgate.push(buf.toString("utf8", keyStart, keyEnd).toLowerCase());
 }
 
 const OTHER = 0;
@@ -192,17 +193,16 @@ function asciiLowerEquals(buf: Buffer, start: number, lower: Uint8Array): boolea
  * `pack_as_bytes`), honouring the partial-body marker.
  */
 function lift(c: Collected): LiftedRequest {
-  const raw = c.rawHeaders;
-  const partial = raw ? c.rawPartial : c.mapPartial;
+  const headers = c.raw ?? c.map;
   const q = c.path.indexOf("?");
   let body: RequestBody;
-  if (partial) body = { kind: "partial" };
+  if (headers.partial) body = { kind: "partial" };
   else if (c.rawBody !== undefined && c.rawBody.length > 0) body = { kind: "bytes", bytes: c.rawBody };
   else if (c.body !== undefined && c.body.length > 0) body = textBody(c.body);
   else body = { kind: "absent" };
   return {
-    admission: { method: c.method, path: q === -1 ? c.path : c.path.slice(0, q), authorization: raw ? c.rawAuthorization : c.mapAuthorization, body },
-    tollgateHeaders: raw ? c.rawTollgate : c.mapTollgate,
+    admission: { method: c.method, path: q === -1 ? c.path : c.path.slice(0, q), authorization: headers.authorization, body },
+    tollgateHeaders: headers.tollgate,
     query: q === -1 ? "" : c.path.slice(q + 1),
   };
 }

@@ -3,6 +3,9 @@ import { Writable } from "node:stream";
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import { createMemoryRateLimiter } from "../../src/adapters/memory/rate-limiter.js";
+import type { Redis } from "ioredis";
+import { createRedisCreditGate } from "../../src/adapters/redis/credit-gate.js";
+import { createRedisQuota } from "../../src/adapters/redis/quota.js";
 import { createRedisRateLimiter } from "../../src/adapters/redis/rate-limiter.js";
 import { withFailurePolicy } from "../../src/app/rate-limits.js";
 import type { Quota, RateDecision, RateLimiter } from "../../src/domain/admission.js";
@@ -197,7 +200,9 @@ describe("rate limiter [memory]", () => {
 describeWith("redis", "rate limiter [redis]", (url) => {
   const prefix = `test_rl_${process.pid}_${randomUUID().slice(0, 8)}`;
   const redis = suiteRedis(url, `${prefix}:`);
-  conformance(() => createRedisRateLimiter({ redis, prefix }));
+  describe("its own script", () => conformance(() => createRedisRateLimiter({ redis, prefix })));
+  // What Checks run in production: the window decided inside the combined rate-limit + credit script (quota.ts).
+  describe("inside the admission script, with credit to spare", () => conformance(() => limiterOverQuota(redis, prefix)));
 
   it("keeps a key's Redis keys in its account's Cluster slot (with the account's credit keys) and expires them after the window", async () => {
     const limiter = createRedisRateLimiter({ redis, prefix });
@@ -209,6 +214,27 @@ describeWith("redis", "rate limiter [redis]", (url) => {
     expect(ttl).toBeLessThanOrEqual(MIN + 5000);
   });
 });
+
+/**
+ * The admission script seen as a limiter: every hold reserves no credit against a balance that never runs out, so
+ * only its window decides; settle and release go to the limiter, which shares the script's keys.
+ */
+function limiterOverQuota(redis: Redis, prefix: string): RateLimiter {
+  const limiter = createRedisRateLimiter({ redis, prefix });
+  const source = { balances: async (ids: readonly string[]) => new Map(ids.map((id) => [id, { balance: nanos(2n ** 52n), version: 1 }])) };
+  const credits = createRedisCreditGate({ redis, source, reservationTtlMs: 600_000, prefix: `${prefix}:` });
+  const quota = createRedisQuota({ redis, prefix, credits });
+  return {
+    async admit(request) {
+      const outcome = await quota.hold({ ...request, amount: nanos(0n) });
+      if ("rate" in outcome) return outcome.rate;
+      if (!outcome.held) throw new Error("a hold of no credit was refused for credit");
+      return { admitted: true, state: outcome.rateLimit };
+    },
+    settle: (request) => limiter.settle(request),
+    release: (request) => limiter.release(request),
+  };
+}
 
 describe("admission quota failure policy", () => {
   const broken: Quota = { hold: async () => { throw new Error("Connection is closed."); } };

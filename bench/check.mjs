@@ -19,6 +19,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { toBinary } from "@bufbuild/protobuf";
+import { Redis } from "ioredis";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const DIST = join(ROOT, "dist");
@@ -76,10 +77,27 @@ const TARGETS = [
     label: "tollgate authz, TOLLGATE_REDIS_URL",
     needsKey: true,
     when: () => settings.redisUrl !== undefined,
-    // A prefix of its own per run: earlier runs' limiter logs and reservations must not be part of this measurement.
-    start: (ctx) => startTollgate(ctx, { TOLLGATE_REDIS_URL: settings.redisUrl, TOLLGATE_REDIS_PREFIX: `bench-${process.pid}-${Date.now()}` }),
+    // A prefix of its own per run: earlier runs' limiter logs and reservations must not be part of this measurement;
+    // its keys are deleted after the run (unless --keep), so runs do not pile up in a shared Redis.
+    start: (ctx) => startTollgate(ctx, { TOLLGATE_REDIS_URL: settings.redisUrl, TOLLGATE_REDIS_PREFIX: REDIS_PREFIX }),
   },
 ];
+
+/** Target (c)'s Redis key prefix for this run. */
+const REDIS_PREFIX = `bench-${process.pid}-${Date.now()}`;
+
+/** Deletes every key under a prefix (SCAN, never KEYS: the Redis may be shared). */
+async function deleteRedisPrefix(url, prefix) {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await redis.connect();
+    for await (const keys of redis.scanStream({ match: `${prefix}:*`, count: 1000 })) if (keys.length > 0) await redis.unlink(...keys);
+  } catch (error) {
+    console.log(`  note: could not delete Redis keys under ${prefix}: ${error.message}`);
+  } finally {
+    redis.disconnect();
+  }
+}
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Targets.
@@ -349,6 +367,7 @@ async function main() {
       server.client?.close();
       await server.stop();
     }
+    if (!flags.keep && settings.redisUrl !== undefined) await deleteRedisPrefix(settings.redisUrl, REDIS_PREFIX);
     if (!flags.keep && !flags.profile) rmSync(work, { recursive: true, force: true });
     else console.log(`  kept ${work}`);
   }

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { nanos } from "../../src/domain/money.js";
 import type { UsageEvent } from "../../src/domain/metering.js";
-import { describeWith, postgresTarget, sqliteTarget, type StoreTarget } from "../support/services.js";
+import { describeWith, postgresTarget, sqliteTarget, suiteRedis, type StoreTarget } from "../support/services.js";
 import { startTestPlane, type TestPlane } from "../support/control-plane.js";
 import { envoyCheckRequest, outcome } from "../support/authz-client.js";
 import { alsEntry, connectAls } from "../support/als-client.js";
@@ -83,10 +83,9 @@ function concurrentAdmissions(makeTarget: () => StoreTarget, env: Record<string,
 describe("credit reservations [sqlite + in-process]", () => concurrentAdmissions(sqliteTarget, {}));
 
 describeWith("postgres", "credit reservations [postgres + redis]", (databaseUrl) => {
-  describeWith("redis", "with redis", (redisUrl) =>
-    concurrentAdmissions(() => postgresTarget(databaseUrl), {
-      TOLLGATE_REDIS_URL: redisUrl,
-      TOLLGATE_REDIS_PREFIX: `test-credits-${process.pid}-${Date.now()}`,
-    }),
-  );
+  describeWith("redis", "with redis", (redisUrl) => {
+    const prefix = `test-credits-${process.pid}-${Date.now()}`;
+    suiteRedis(redisUrl, `${prefix}:`); // deletes the suite's keys afterwards
+    concurrentAdmissions(() => postgresTarget(databaseUrl), { TOLLGATE_REDIS_URL: redisUrl, TOLLGATE_REDIS_PREFIX: prefix });
+  });
 });

@@ -24,10 +24,11 @@ import { nanos } from "../../domain/money.js";
  */
 export const CREDIT_LUA_FUNCTIONS = `
 local function credit_check(bal, resv, held, decision, amount)
-  if redis.call('EXISTS', bal) == 0 then return -1, 0 end
+  local loaded = redis.call('HGET', bal, 'balance')
+  if not loaded then return -1, 0 end
   if redis.call('HEXISTS', resv, decision) == 1 then return 1, 0 end
   local limit = 9007199254740991
-  local balance = tonumber(redis.call('HGET', bal, 'balance'))
+  local balance = tonumber(loaded)
   local h = tonumber(redis.call('GET', held) or '0')
   local a = tonumber(amount)
   if math.abs(balance) > limit or h > limit or a > limit then error({err = 'credit amount beyond 2^53 nano-USD'}) end

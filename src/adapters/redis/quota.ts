@@ -19,18 +19,19 @@ local decision = ARGV[1]
 local now = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
 local need = tonumber(ARGV[6])
-if redis.call('EXISTS', KEYS[3]) == 0 then return {-1, 0, 0, 0, 0, -1, '0'} end
-local count, sum, refusal = rate_check(KEYS[1], KEYS[2], now, window, tonumber(ARGV[4]), tonumber(ARGV[5]), need)
+-- Credit is read first (reads only) so a balance not yet loaded returns before anything is written.
+local status, available = credit_check(KEYS[3], KEYS[4], KEYS[6], decision, ARGV[7])
+if status == -1 then return {-1, 0, 0, 0, 0, -1, '0'} end
+local w, refusal = rate_check(KEYS[1], KEYS[2], now, window, tonumber(ARGV[4]), tonumber(ARGV[5]), need)
 if refusal then
   refusal[7] = '0'
   return refusal
 end
-local status, available = credit_check(KEYS[3], KEYS[4], KEYS[6], decision, ARGV[7])
-if status == 0 then return {2, 0, 0, count, sum, rate_newest(KEYS[1]), string.format('%.0f', available)} end
+if status == 0 then return {2, 0, 0, w.count, w.sum, w.newest, string.format('%.0f', available)} end
 -- status 1: this decision was held before (both parts, atomically); answer as then without holding twice.
-if status == 1 then return {1, 0, 0, count, sum, rate_newest(KEYS[1]), '0'} end
+if status == 1 then return {1, 0, 0, w.count, w.sum, w.newest, '0'} end
 credit_hold(KEYS[4], KEYS[5], KEYS[6], decision, ARGV[7], ARGV[8])
-local held = rate_hold(KEYS[1], KEYS[2], now, window, need, decision, count)
+local held = rate_hold(KEYS[1], KEYS[2], now, window, need, decision, w)
 held[7] = '0'
 return held
 `;

@@ -4,8 +4,9 @@
  * in dist with no copy step.
  *
  * `req` `<prefix>:{<account id>}:rl:<key id>:req`: sorted set, member = decision id, score = admission time (ms).
- * `tok` `<prefix>:{<account id>}:rl:<key id>:tok`: hash, decision id → reserved (later: settled) tokens; field
- * `#sum` = total. Both share the account's `{…}` hash tag with its credit keys, so one script can decide a request's
+ * `tok` `<prefix>:{<account id>}:rl:<key id>:tok`: hash, decision id → reserved (later: settled) tokens; fields
+ * `#sum` = their total, `#newest` = the newest admission's time, `#exp` = when the expiry was last pushed out (so a
+ * decision reads all three in one HMGET instead of asking the log). Both share the account's `{…}` hash tag with its credit keys, so one script can decide a request's
  * rate limit and its credit reservation inside one Redis Cluster slot.
  *
  * Time is the caller's `now` (ARGV), not Redis TIME: tests drive it with a controllable clock and every replica's
@@ -28,27 +29,29 @@ local function rate_prune(req, tok, cutoff)
   redis.call('HINCRBY', tok, '#sum', 0 - freed) -- never -0: HINCRBY refuses "-0"
 end
 
--- Time of the newest admission in the window, -1 when it is empty.
+-- Time of the newest admission in the window, -1 when it is empty, read from the log itself.
 local function rate_newest(req)
   local last = redis.call('ZRANGE', req, -1, -1, 'WITHSCORES')
   if #last == 0 then return -1 end
   return tonumber(last[2])
 end
 
--- Prunes the window; returns its request count, its token sum and, when a request of need tokens does not fit,
--- the reply refusing it: {0, requestsWaitMs, tokensWaitMs, count, sum, newest}.
+-- Prunes the window and reads its figures: w.count, w.sum, w.newest (-1 when empty) and w.refreshed (when the keys'
+-- expiry was last pushed out). Returns w and, when a request of need tokens does not fit, the reply refusing it:
+-- {0, requestsWaitMs, tokensWaitMs, count, sum, newest}.
 local function rate_check(req, tok, now, window, rpm, tpm, need)
   rate_prune(req, tok, now - window)
-  local count = redis.call('ZCARD', req)
-  local sum = tonumber(redis.call('HGET', tok, '#sum') or '0')
-  local requestsExcess = count + 1 - rpm
-  local tokensExcess = sum + need - tpm
-  if requestsExcess <= 0 and tokensExcess <= 0 then return count, sum, nil end
+  local figures = redis.call('HMGET', tok, '#sum', '#newest', '#exp')
+  local w = { count = redis.call('ZCARD', req), sum = tonumber(figures[1] or '0'), newest = -1, refreshed = tonumber(figures[3]) }
+  if w.count > 0 then w.newest = tonumber(figures[2]) or rate_newest(req) end
+  local requestsExcess = w.count + 1 - rpm
+  local tokensExcess = w.sum + need - tpm
+  if requestsExcess <= 0 and tokensExcess <= 0 then return w, nil end
   local requestsWait = 0
   local tokensWait = 0
   if requestsExcess > 0 then
     requestsWait = window
-    if requestsExcess <= count then
+    if requestsExcess <= w.count then
       local at = redis.call('ZRANGE', req, requestsExcess - 1, requestsExcess - 1, 'WITHSCORES')
       requestsWait = tonumber(at[2]) + window - now
     end
@@ -67,18 +70,25 @@ local function rate_check(req, tok, now, window, rpm, tpm, need)
       end
     end
   end
-  return count, sum, {0, requestsWait, tokensWait, count, sum, rate_newest(req)}
+  return w, {0, requestsWait, tokensWait, w.count, w.sum, w.newest}
 end
 
 -- Records an admission that rate_check let through; returns the reply admitting it: {1, 0, 0, count, sum, newest}.
-local function rate_hold(req, tok, now, window, need, decision, count)
+-- The keys' expiry (garbage collection only, on Redis' own clock; the score-based prune is what the window means) is
+-- pushed out to window + 10 s at most every 5 s, so no live entry outlives its keys.
+local function rate_hold(req, tok, now, window, need, decision, w)
+  local newest = math.max(now, w.newest)
   redis.call('ZADD', req, now, decision)
-  redis.call('HSET', tok, decision, need)
+  local refresh = w.refreshed == nil or now - w.refreshed >= 5000 or now < w.refreshed
+  if refresh then
+    redis.call('HSET', tok, decision, need, '#newest', newest, '#exp', now)
+    redis.call('PEXPIRE', req, window + 10000)
+    redis.call('PEXPIRE', tok, window + 10000)
+  else
+    redis.call('HSET', tok, decision, need, '#newest', newest)
+  end
   local sum = redis.call('HINCRBY', tok, '#sum', need)
-  -- Garbage collection only (Redis' own clock): the score-based prune is what the window means.
-  redis.call('PEXPIRE', req, window + 5000)
-  redis.call('PEXPIRE', tok, window + 5000)
-  return {1, 0, 0, count + 1, sum, rate_newest(req)}
+  return {1, 0, 0, w.count + 1, sum, newest}
 end
 `;
 
@@ -90,9 +100,9 @@ export const ADMIT_LUA = `${RATE_LUA_FUNCTIONS}
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local need = tonumber(ARGV[5])
-local count, sum, refusal = rate_check(KEYS[1], KEYS[2], now, window, tonumber(ARGV[3]), tonumber(ARGV[4]), need)
+local w, refusal = rate_check(KEYS[1], KEYS[2], now, window, tonumber(ARGV[3]), tonumber(ARGV[4]), need)
 if refusal then return refusal end
-return rate_hold(KEYS[1], KEYS[2], now, window, need, ARGV[6], count)
+return rate_hold(KEYS[1], KEYS[2], now, window, need, ARGV[6], w)
 `;
 
 /** ARGV: decisionId, actualTokens. Replaces a live admission's tokens; no-op once it aged out or was released. */
@@ -105,12 +115,18 @@ redis.call('HINCRBY', KEYS[2], '#sum', actual - old)
 return 1
 `;
 
-/** ARGV: decisionId. Removes an admission entirely: its request and its tokens. */
+/** ARGV: decisionId. Removes an admission entirely: its request and its tokens (and moves `#newest` if it was it). */
 export const RELEASE_LUA = `
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
 local old = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('HINCRBY', KEYS[2], '#sum', 0 - old)
+if tonumber(score) >= (tonumber(redis.call('HGET', KEYS[2], '#newest')) or -1) then
+  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  if #last == 0 then redis.call('HDEL', KEYS[2], '#newest') else redis.call('HSET', KEYS[2], '#newest', last[2]) end
+end
 return 1
 `;
 

@@ -110,6 +110,30 @@ describeWith("redis", "admission quota [redis, one script]", (url) => {
     return { quota: createRedisQuota({ redis, prefix, credits }), limiter, credits };
   });
 
+  it("Checks of one key that arrive together share one script run, each answered as if decided alone", async () => {
+    const gate = createRedisCreditGate({ redis, source, reservationTtlMs: 600_000, prefix: `${prefix}:` });
+    let runs = 0; // every script run goes through the gate's reserveWith, once
+    const credits: typeof gate = { ...gate, reserveWith: (...args) => (runs++, gate.reserveWith(...args)) };
+    const quota = createRedisQuota({ redis, prefix, credits });
+    const who = { keyId: "key_batch", accountId: `acct_batch_${randomUUID().slice(0, 8)}` };
+    const requests = Array.from({ length: 40 }, (_, i) => ({
+      ...who, decisionId: randomUUID(), requestsPerMinute: 30, tokensPerMinute: 1e9, tokens: 1, amount: nanos(i % 2 === 0 ? 10n : BALANCE), now: T0,
+    }));
+    const outcomes = await Promise.all(requests.map((r) => quota.hold(r)));
+    // Decided in order: each odd one wants the whole balance, which the even ones before it already dented, so it is
+    // refused for credit and takes no place in the window (remaining counts 29, 28, … over the even ones only).
+    expect(outcomes.filter((o) => o.held)).toHaveLength(20);
+    expect(outcomes.filter((o) => "available" in o)).toHaveLength(20);
+    expect(outcomes.filter((o) => "rate" in o)).toHaveLength(0);
+    expect(outcomes[0]).toMatchObject({ held: true, rateLimit: { requests: { remaining: 29 } } });
+    expect(outcomes[38]).toMatchObject({ held: true, rateLimit: { requests: { remaining: 10 } } });
+    expect(runs).toBe(2); // 40 decisions, at most 32 per run
+    // 20 places taken of 30: ten more fit, the eleventh meets the requests limit.
+    const more = await Promise.all(Array.from({ length: 11 }, () => quota.hold({ ...requests[0]!, decisionId: randomUUID(), now: T0 + 1 })));
+    expect(more.filter((o) => o.held)).toHaveLength(10);
+    expect(more[10]).toMatchObject({ held: false, rate: { dimension: "requests" } });
+  });
+
   it("writes only keys under the account's hash tag, so the script runs in one Cluster slot", async () => {
     const credits = createRedisCreditGate({ redis, source, reservationTtlMs: 600_000, prefix: `${prefix}:` });
     const quota = createRedisQuota({ redis, prefix, credits });

@@ -8,7 +8,11 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
+COPY console ./console
+COPY scripts/build-console.mjs ./scripts/build-console.mjs
 RUN npm run build && npm prune --omit=dev
+# The local edge and the mock provider are development tools (`npm start`): the image ships without them.
+RUN rm -rf dist/edge dist/mock-provider
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production
@@ -23,4 +27,4 @@ USER node
 # authz (Envoy ext_authz gRPC), meter (Envoy access-log gRPC), admin (Connect / gRPC / gRPC-Web, /healthz, /metrics)
 EXPOSE 9001 9002 8080
 ENTRYPOINT ["node", "dist/cli/main.js"]
-CMD ["serve"]
+CMD ["serve", "--no-data-plane"]

@@ -48,8 +48,22 @@ export function checkRequest(secret) {
   };
   const message = create(CheckRequestSchema, {
     attributes: {
-      source: { address: { address: { case: "socketAddress", value: { address: "203.0.113.24", portSpecifier: { case: "portValue", value: 53422 } } } } },
-      destination: { address: { address: { case: "socketAddress", value: { address: "10.0.0.7", portSpecifier: { case: "portValue", value: 10000 } } } } },
+      source: {
+        address: {
+          address: {
+            case: "socketAddress",
+            value: { address: "203.0.113.24", portSpecifier: { case: "portValue", value: 53422 } },
+          },
+        },
+      },
+      destination: {
+        address: {
+          address: {
+            case: "socketAddress",
+            value: { address: "10.0.0.7", portSpecifier: { case: "portValue", value: 10000 } },
+          },
+        },
+      },
       request: {
         time: { seconds: BigInt(Math.floor(Date.now() / 1000)), nanos: 0 },
         http: {

@@ -5,7 +5,7 @@
 //
 //   npm run build && node bench/check-stages.mjs
 import { mkdtempSync, rmSync } from "node:fs";
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -20,28 +20,56 @@ import { admit } from "../dist/domain/admission.js";
 import { parseChatRequest } from "../dist/domain/chat-request.js";
 import { estimateChatPromptTokens } from "../dist/domain/token-estimate.js";
 import { hashSecret } from "../dist/domain/api-key.js";
+import { createDecisionSigner } from "../dist/dataplane/signing/decision-signature.js";
 import { checkRequest, CHAT_BODY } from "./check-request.mjs";
 
 const work = mkdtempSync(join(tmpdir(), "tollgate-stages-"));
 const config = loadConfig({ env: { TOLLGATE_DATABASE_URL: `sqlite:${join(work, "stages.db")}` } });
 const stores = await openStores(config);
 const account = await stores.accounts.create({ name: "bench", planId: "scale" });
-const issued = await stores.keys.create({ accountId: account.id, name: "bench", expiresAt: null, allowedModels: null, labels: {} });
+const issued = await stores.keys.create({
+  accountId: account.id,
+  name: "bench",
+  expiresAt: null,
+  allowedModels: null,
+  labels: {},
+});
 const snapshot = await stores.catalogue.snapshot();
 const keyCache = createKeyCache({ source: stores.keys });
-const routes = new Map([...snapshot.providers.values()].map((p) => [p.id, { basePath: p.basePath, authorization: `Bearer mock-${p.id}` }]));
-const admission = { snapshot: () => snapshot, keys: keyCache, routable: (p) => routes.has(p), now: Date.now, newDecisionId: randomUUID };
-const options = { admission, providers: () => routes, logger: { error() {}, debug() {}, isLevelEnabled: () => false } };
+const routes = new Map(
+  [...snapshot.providers.values()].map((p) => [p.id, { basePath: p.basePath, authorization: `Bearer mock-${p.id}` }]),
+);
+const admission = {
+  snapshot: () => snapshot,
+  keys: keyCache,
+  routable: (p) => routes.has(p),
+  now: Date.now,
+  newDecisionId: randomUUID,
+};
+// authz signs each allow's billing metadata with the secret the meter shares; any 32 bytes will do in process.
+const signer = createDecisionSigner(randomBytes(32));
+const options = {
+  admission,
+  providers: () => routes,
+  logger: { error() {}, debug() {}, isLevelEnabled: () => false },
+  signer,
+};
 
 const { bytes } = checkRequest(issued.secret);
 const wire = Buffer.from(bytes); // grpc-js hands the decoder a Buffer
 const lifted = liftCheckRequest(wire);
 // The end-to-end stage must measure an allow (bytes), not the fault path's 503 CheckResponse.
-if (!((await checkEncoded(lifted, options)) instanceof Uint8Array)) throw new Error("checkEncoded did not allow the benchmark request");
+if (!((await checkEncoded(lifted, options)) instanceof Uint8Array))
+  throw new Error("checkEncoded did not allow the benchmark request");
 const verdict = await admit(lifted.admission, admission); // also warms the key cache
 if (verdict.kind !== "allow") throw new Error(`not allowed: ${JSON.stringify(verdict)}`);
 const chat = parseChatRequest(lifted.admission.body);
-const allow = toCheckResponse(verdict, { tollgateHeaders: lifted.tollgateHeaders, query: lifted.query, provider: routes.get(verdict.model.provider) });
+const allow = toCheckResponse(verdict, {
+  tollgateHeaders: lifted.tollgateHeaders,
+  query: lifted.query,
+  provider: routes.get(verdict.model.provider),
+  signer,
+});
 const nullOk = create(CheckResponseSchema, { status: { code: 0 }, httpResponse: { case: "okResponse", value: {} } });
 const allowWithoutMetadata = create(CheckResponseSchema, { ...allow, dynamicMetadata: undefined });
 const bodyText = new TextDecoder().decode(lifted.admission.body.bytes);
@@ -56,14 +84,38 @@ const stages = [
   ["estimateChatPromptTokens (gpt-tokenizer o200k)", () => estimateChatPromptTokens(chat.body)],
   ["randomUUID (decision id)", () => randomUUID()],
   ["admit (all of admission)", () => admit(lifted.admission, admission)],
-  ["toCheckResponse(allow) (create + Struct)", () => toCheckResponse(verdict, { tollgateHeaders: lifted.tollgateHeaders, query: lifted.query, provider: routes.get("openai") })],
+  [
+    "toCheckResponse(allow) (create + Struct)",
+    () =>
+      toCheckResponse(verdict, {
+        tollgateHeaders: lifted.tollgateHeaders,
+        query: lifted.query,
+        provider: routes.get("openai"),
+        signer,
+      }),
+  ],
+  ["signer.sign (HMAC-SHA256 over the billing fields)", () => signer.sign(verdict)],
   ["toBinary(allow CheckResponse)", () => toBinary(CheckResponseSchema, allow)],
   ["toBinary(the same, without dynamic_metadata)", () => toBinary(CheckResponseSchema, allowWithoutMetadata)],
-  ["encodeAllow (what the gRPC path sends: cached header encoding)", () => encodeAllow(verdict, { tollgateHeaders: lifted.tollgateHeaders, query: lifted.query, provider: routes.get("openai") })],
-  ["lift + checkEncoded() end to end, no transport (wire bytes in and out)", () => checkEncoded(liftCheckRequest(wire), options)],
+  [
+    "encodeAllow (what the gRPC path sends: cached header encoding)",
+    () =>
+      encodeAllow(verdict, {
+        tollgateHeaders: lifted.tollgateHeaders,
+        query: lifted.query,
+        provider: routes.get("openai"),
+        signer,
+      }),
+  ],
+  [
+    "lift + checkEncoded() end to end, no transport (wire bytes in and out)",
+    () => checkEncoded(liftCheckRequest(wire), options),
+  ],
 ];
 
-console.log(`tollgate Check stages, ${process.version}, body ${CHAT_BODY.length} B, allow response ${toBinary(CheckResponseSchema, allow).length} B\n`);
+console.log(
+  `tollgate Check stages, ${process.version}, body ${CHAT_BODY.length} B, allow response ${toBinary(CheckResponseSchema, allow).length} B\n`,
+);
 for (const [name, fn] of stages) {
   const us = await measure(fn);
   console.log(`${us.toFixed(2).padStart(8)} µs  ${name}`);

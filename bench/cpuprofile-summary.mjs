@@ -6,7 +6,10 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 
-const { values, positionals } = parseArgs({ options: { top: { type: "string", default: "30" } }, allowPositionals: true });
+const { values, positionals } = parseArgs({
+  options: { top: { type: "string", default: "30" } },
+  allowPositionals: true,
+});
 const [file, ...focus] = positionals;
 const profile = JSON.parse(readFileSync(file, "utf8"));
 const byId = new Map(profile.nodes.map((n) => [n.id, n]));
@@ -46,7 +49,9 @@ for (let i = 0; i < profile.samples.length; i++) {
   self.set(profile.samples[i], (self.get(profile.samples[i]) ?? 0) + (deltas[i + 1] ?? 0));
 }
 const total = [...self.values()].reduce((a, b) => a + b, 0);
-const idle = [...self].filter(([id]) => ["(idle)", "(program)"].includes(byId.get(id).callFrame.functionName)).reduce((a, [, v]) => a + v, 0);
+const idle = [...self]
+  .filter(([id]) => ["(idle)", "(program)"].includes(byId.get(id).callFrame.functionName))
+  .reduce((a, [, v]) => a + v, 0);
 const where = (cf) => {
   const url = cf.url.replace(/^file:\/\//, "");
   const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
@@ -65,7 +70,9 @@ for (const [id, us] of self) {
   fnSelf.set(k, (fnSelf.get(k) ?? 0) + us);
   fileSelf.set(where(cf), (fileSelf.get(where(cf)) ?? 0) + us);
 }
-console.log(`${file}\nload window ${(total / 1e6).toFixed(2)} s of ${(clock / 1e6).toFixed(2)} s sampled; idle+program ${pct(idle)}\n\nself time by file/package:`);
+console.log(
+  `${file}\nload window ${(total / 1e6).toFixed(2)} s of ${(clock / 1e6).toFixed(2)} s sampled; idle+program ${pct(idle)}\n\nself time by file/package:`,
+);
 for (const [k, v] of [...fileSelf].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`  ${pct(v)}  ${k}`);
 console.log("\nself time by function:");
 for (const [k, v] of [...fnSelf].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`  ${pct(v)}  ${k}`);

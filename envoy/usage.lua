@@ -3,7 +3,17 @@
 -- Request:  rewrites the top-level "model" of an allowed chat request to the provider's model id and, for streams,
 --           forces stream_options.include_usage = true, using the headers ext_authz set (then removes them).
 -- Response: reads token usage from the provider's JSON body or SSE stream without buffering the stream, and writes
---           it to dynamic metadata namespace "tollgate.usage" for the access log (and so the meter).
+--           it to dynamic metadata namespace "tollgate.usage" for the access log (and so the meter). When it cannot
+--           (compressed, cut short, unreadable, no usage) it estimates and says why in estimate_reason.
+--
+-- Nothing is written at request time, on purpose. Metadata set in envoy_on_request would reach the access log, but
+-- this filter runs before the router, so it cannot know whether the request will reach a provider (connect failure,
+-- no healthy host); and when no response headers ever come (the client resets first) envoy_on_response never runs,
+-- while a response body the client abandons leaves the coroutine unresumed (hence the metadata kept current per
+-- chunk below). The meter bills an admitted request without usage from Envoy's own facts instead: the signed prompt
+-- estimate, the upstream send (time_to_last_upstream_tx_byte / %REQUEST_TX_DURATION%) and the response flags. Envoy's
+-- own stream-idle and reset replies do pass through envoy_on_response (status >= 400, zero usage); the meter reads
+-- such zero usage with those flags as unanswered.
 --
 -- The TypeScript twin is src/dataplane/usage/extract.ts; both are held to test/vectors/{usage,request-rewrite}.
 -- Only envoy_on_request and envoy_on_response are globals (see the test hook at the end for the harness).
@@ -318,18 +328,35 @@ local function read_usage(u)
   local cd = u.completion_tokens_details
   local reasoning = 0
   if is_object(cd) then reasoning = count(cd.reasoning_tokens) end
+  local prompt, completion = count(u.prompt_tokens), count(u.completion_tokens)
+  -- Google reports thinking tokens beside completion_tokens (its total_tokens counts both), OpenAI and DeepSeek
+  -- inside them; completion_tokens here is OpenAI's (all output billed), so tokens reported beside are added in.
+  if reasoning > 0 and (reasoning > completion or count(u.total_tokens) == prompt + completion + reasoning) then
+    completion = completion + reasoning
+  end
   return {
-    prompt_tokens = count(u.prompt_tokens),
-    completion_tokens = count(u.completion_tokens),
+    prompt_tokens = prompt,
+    completion_tokens = completion,
     cached_tokens = cached,
     reasoning_tokens = reasoning,
   }
 end
 
+-- Counts the meter could not bill (it refuses cached above prompt, reasoning above completion, and counts past
+-- 2^53): such usage is not read, and the response is estimated as "invalid_usage" instead of never billed.
+local MAX_COUNT = 9007199254740991
+local function billable(u)
+  return u.cached_tokens <= u.prompt_tokens and u.reasoning_tokens <= u.completion_tokens
+    and u.prompt_tokens <= MAX_COUNT and u.completion_tokens <= MAX_COUNT
+end
+
 -- Reads usage (last non-null wins) and counts completion text from one chat.completion(.chunk) object;
 -- `part` is "delta" for stream chunks and "message" for whole responses.
 local function take_object(ex, obj, part)
-  if is_object(obj.usage) then ex.usage = read_usage(obj.usage) end
+  if is_object(obj.usage) then
+    local u = read_usage(obj.usage)
+    if billable(u) then ex.usage, ex.invalid_usage = u, false else ex.usage, ex.invalid_usage = nil, true end
+  end
   local choices = obj.choices
   if not is_array(choices) then return end
   for ci = 1, choices.n do
@@ -360,13 +387,28 @@ local function media_kind(content_type)
   return "other"
 end
 
-local function new_extractor(content_type, status, prompt_tokens_estimate)
+-- A content-encoding other than identity (a provider that ignored accept-encoding: identity): nothing in the body
+-- can be read, so usage is estimated and marked "compressed". Codings are case-insensitive and comma-separated.
+local function is_compressed(content_encoding)
+  if type(content_encoding) ~= "string" then return false end
+  for coding in content_encoding:lower():gmatch("[^,%s]+") do
+    if coding ~= "identity" then return true end
+  end
+  return false
+end
+
+local function new_extractor(content_type, status, prompt_tokens_estimate, content_encoding)
+  local compressed = is_compressed(content_encoding)
   return {
-    kind = media_kind(content_type),
+    -- A compressed body is not parsed at all: its bytes are only counted.
+    kind = compressed and "other" or media_kind(content_type),
+    compressed = compressed,
+    bytes = 0,
     status = tonumber(status) or 0,
     estimate = count(prompt_tokens_estimate),
     text_chars = 0,
     usage = nil,
+    invalid_usage = false,
     saw_done = false,
     json_ok = false,
     -- SSE state: the unterminated tail of the current line, the current event's data lines, and whether a "\r"
@@ -408,6 +450,7 @@ local function sse_line(ex, line)
 end
 
 local function push(ex, chunk)
+  ex.bytes = ex.bytes + #chunk
   if ex.kind == "json" then
     if ex.overflow then return end
     ex.size = ex.size + #chunk
@@ -449,12 +492,30 @@ local function result(ex, cut_short)
     -- An upstream error costs nothing.
     r = { prompt_tokens = 0, completion_tokens = 0, cached_tokens = 0, reasoning_tokens = 0, source = "provider" }
   else
-    r = { prompt_tokens = ex.estimate, completion_tokens = ceil(ex.text_chars / 4), cached_tokens = 0,
+    -- Completion: a token per 4 characters of the text seen; of a compressed body, per 4 of its bytes (all there is).
+    local seen = ex.compressed and ex.bytes or ex.text_chars
+    r = { prompt_tokens = ex.estimate, completion_tokens = ceil(seen / 4), cached_tokens = 0,
       reasoning_tokens = 0, source = "estimate" }
+  end
+  -- Why the counts are not the provider's, read whole ("" when they are).
+  if r.source == "estimate" and ex.compressed then
+    r.estimate_reason = "compressed"
+  elseif cut_short then
+    r.estimate_reason = "cut_short"
+  elseif r.source ~= "estimate" then
+    r.estimate_reason = ""
+  elseif ex.overflow then
+    r.estimate_reason = "too_large"
+  elseif ex.invalid_usage then
+    r.estimate_reason = "invalid_usage"
+  elseif ex.kind == "other" or (ex.kind == "json" and not ex.json_ok) then
+    r.estimate_reason = "unreadable"
+  else
+    r.estimate_reason = "no_usage"
   end
   if cut_short then
     r.complete = false
-  elseif ex.status >= 400 then
+  elseif ex.status >= 400 or ex.compressed then
     r.complete = true
   elseif ex.kind == "sse" then
     r.complete = ex.saw_done or ex.usage ~= nil
@@ -506,7 +567,8 @@ function envoy_on_request(handle)
   end
 end
 
-local RESULT_KEYS = { "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "source", "complete" }
+local RESULT_KEYS = { "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens", "source", "complete",
+  "estimate_reason" }
 
 local function publish(meta, r, last)
   for _, k in ipairs(RESULT_KEYS) do
@@ -523,7 +585,8 @@ function envoy_on_response(handle)
   -- Only requests authz admitted are metered; everything else passes untouched.
   if type(authz) ~= "table" or authz.decision_id == nil then return end
   local headers = handle:headers()
-  local ex = new_extractor(headers:get("content-type"), headers:get(":status"), authz.prompt_tokens_estimate)
+  local ex = new_extractor(headers:get("content-type"), headers:get(":status"), authz.prompt_tokens_estimate,
+    headers:get("content-encoding"))
   -- Metadata is kept current after every chunk, marked incomplete: if the stream is reset, Envoy never resumes this
   -- coroutine, and the access log must still carry the best estimate rather than nothing.
   local last = {}
@@ -532,7 +595,8 @@ function envoy_on_response(handle)
     local n = chunk:length()
     if n > 0 then
       push(ex, chunk:getBytes(0, n))
-      if ex.kind == "sse" then publish(info, result(ex, true), last) end
+      -- A compressed body's estimate grows with its bytes: kept current like a stream's.
+      if ex.kind == "sse" or ex.compressed then publish(info, result(ex, true), last) end
     end
   end
   publish(info, finish(ex), last)

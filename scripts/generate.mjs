@@ -1,5 +1,6 @@
-// Generates protobuf-es code into src/gen from proto/ (ours) and from the real Envoy API protos shipped in
-// @grpc/grpc-js-xds (deps/envoy-api and what it imports). The Envoy protos are staged under build/protos first
+// Generates protobuf-es code into src/gen (shipped) and test/gen (Envoy config types only tests read) from proto/
+// (ours) and from the real Envoy API protos shipped in @grpc/grpc-js-xds (deps/envoy-api and what it imports). The
+// Envoy protos are staged under build/protos first
 // because the shipped validate.proto is older than the Envoy protos: it lacks StringRules.ignore_empty = 26 (and
 // has CRLF line endings), without which envoy/config/core/v3/protocol.proto does not compile.
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
@@ -39,21 +40,35 @@ if (!/ignore_empty\s*=\s*26/.test(validate)) {
 }
 writeFileSync(validatePath, validate);
 
-// buf writes to <base>/src/gen; --check generates into a scratch base and compares it with the committed tree.
+// Two templates: buf.gen.yaml writes what ships (src/gen), buf.gen.test.yaml what only tests read (test/gen).
+// buf writes to <base>/<out>; --check generates into a scratch base and compares it with the committed trees.
+const targets = [
+  { template: "buf.gen.yaml", out: "src/gen" },
+  { template: "buf.gen.test.yaml", out: "test/gen" },
+];
 const base = check ? mkdtempSync(join(tmpdir(), "tollgate-gen-")) : root;
-if (!check) rmSync(join(root, "src/gen"), { recursive: true, force: true });
-execFileSync(join(root, "node_modules/.bin/buf"), ["generate", "--template", "buf.gen.yaml", "-o", base], {
-  cwd: root,
-  stdio: "inherit",
-});
+for (const { template, out } of targets) {
+  if (!check) rmSync(join(root, out), { recursive: true, force: true });
+  execFileSync(join(root, "node_modules/.bin/buf"), ["generate", "--template", template, "-o", base], {
+    cwd: root,
+    stdio: "inherit",
+  });
+}
 if (check) {
-  try {
-    execFileSync("diff", ["-r", "-q", join(base, "src/gen"), join(root, "src/gen")], { stdio: "inherit" });
-  } catch {
-    console.error("generate --check: src/gen is stale; run `npm run generate` and commit the result");
+  const stale = targets.filter(({ out }) => {
+    try {
+      execFileSync("diff", ["-r", "-q", join(base, out), join(root, out)], { stdio: "inherit" });
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  rmSync(base, { recursive: true, force: true });
+  if (stale.length > 0) {
+    console.error(
+      `generate --check: ${stale.map((t) => t.out).join(" and ")} stale; run \`npm run generate\` and commit the result`,
+    );
     process.exit(1);
-  } finally {
-    rmSync(base, { recursive: true, force: true });
   }
-  console.log("generate --check: src/gen is up to date");
+  console.log(`generate --check: ${targets.map((t) => t.out).join(" and ")} up to date`);
 }

@@ -7,18 +7,27 @@ import { dirname, join } from "node:path";
 
 const root = join(dirname(new URL(import.meta.url).pathname), "..");
 const ref = process.argv[2] ?? process.env.TOLLGATE_BREAKING_AGAINST ?? "HEAD~1";
-const git = (...args) => execFileSync("git", args, { cwd: root, stdio: ["ignore", "pipe", "ignore"] }).toString().trim();
+const git = (...args) =>
+  execFileSync("git", args, { cwd: root, stdio: ["ignore", "pipe", "ignore"] })
+    .toString()
+    .trim();
 
 let commit;
 try {
   commit = git("rev-parse", "--verify", "--quiet", `${ref}^{commit}`);
   git("cat-file", "-e", `${commit}:proto`);
 } catch {
-  console.log(`proto:breaking: skipped: ${ref} ${commit ? "has no proto/" : "does not exist here (first commit or shallow clone)"}`);
+  console.log(
+    `proto:breaking: skipped: ${ref} ${commit ? "has no proto/" : "does not exist here (first commit or shallow clone)"}`,
+  );
   process.exit(0);
 }
 try {
-  execFileSync(join(root, "node_modules/.bin/buf"), ["breaking", "proto", "--against", `.git#ref=${commit},subdir=proto`], { cwd: root, stdio: "inherit" });
+  execFileSync(
+    join(root, "node_modules/.bin/buf"),
+    ["breaking", "proto", "--against", `.git#ref=${commit},subdir=proto`],
+    { cwd: root, stdio: "inherit" },
+  );
   console.log(`proto:breaking: proto/ is compatible with ${ref} (${commit.slice(0, 12)})`);
 } catch {
   console.error(`proto:breaking: proto/ breaks compatibility with ${ref} (${commit.slice(0, 12)}); see above`);

@@ -2,14 +2,25 @@ import { pino, type Logger } from "pino";
 
 export type { Logger } from "pino";
 
-/** Anything shaped like a Tollgate key, a bearer credential or a stored key hash is replaced before it is written. */
-const SECRET_PATTERNS: RegExp[] = [/tg_[A-Za-z0-9]{4,}/g, /(bearer\s+)[^\s"',]+/gi];
+/**
+ * Anything shaped like a Tollgate key (tg_) or admin token (tga_), a bearer credential, or a stored hash (an admin
+ * token's sha256 in hex, a key's sha256 in base64url: 43 characters) is replaced before it is written. Hashes reach
+ * logs inside driver errors that quote a query's bound values.
+ */
+const SECRET_PATTERNS: RegExp[] = [
+  /tga?_[A-Za-z0-9]{4,}/g,
+  /(bearer\s+)[^\s"',]+/gi,
+  /(?<![0-9A-Za-z])[0-9a-fA-F]{64}(?![0-9A-Za-z])/g,
+  // A base64url digest has an upper-case letter or a hyphen (all but about 1 in 10^10 do); snake_case names do not.
+  /(?<![\w-])(?=[\w-]{0,42}[A-Z-])[\w-]{43}(?![\w-])/g,
+];
 const REDACTED = "[redacted]";
 
 /** Removes secrets from a string; used by the logger and by anything that echoes client input. */
 export function scrub(text: string): string {
   let out = text;
-  for (const pattern of SECRET_PATTERNS) out = out.replace(pattern, (_m, lead?: string) => (typeof lead === "string" ? lead + REDACTED : REDACTED));
+  for (const pattern of SECRET_PATTERNS)
+    out = out.replace(pattern, (_m, lead?: string) => (typeof lead === "string" ? lead + REDACTED : REDACTED));
   return out;
 }
 
@@ -32,13 +43,31 @@ function scrubDeep(value: unknown, depth = 0): unknown {
  * Creates the process logger (JSON lines on stdout, or `destination`). Secrets are removed at the logger, not at
  * call sites: known secret fields are redacted by path, and every string argument is scrubbed of key-shaped text.
  */
-export function createLogger(options: { level?: string; destination?: NodeJS.WritableStream; base?: Record<string, unknown> } = {}): Logger {
+export function createLogger(
+  options: { level?: string; destination?: NodeJS.WritableStream; base?: Record<string, unknown> } = {},
+): Logger {
   return pino(
     {
       level: options.level ?? "info",
       base: options.base ?? { pid: process.pid },
       redact: {
-        paths: ["authorization", "*.authorization", "headers.authorization", "secret", "*.secret", "secretHash", "*.secretHash", "secret_hash", "*.secret_hash", "api_key", "*.api_key"],
+        paths: [
+          "authorization",
+          "*.authorization",
+          "headers.authorization",
+          "secret",
+          "*.secret",
+          "secretHash",
+          "*.secretHash",
+          "secret_hash",
+          "*.secret_hash",
+          "tokenHash",
+          "*.tokenHash",
+          "token_hash",
+          "*.token_hash",
+          "api_key",
+          "*.api_key",
+        ],
         censor: REDACTED,
       },
       hooks: {

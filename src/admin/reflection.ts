@@ -64,11 +64,15 @@ function answer(index: ReflectionIndex, req: Request): Answer {
       return { case: "listServicesResponse", names: index.services };
     case "fileByFilename": {
       const file = index.files.get(r.value);
-      return file ? { case: "fileDescriptorResponse", files: withDependencies(file) } : { case: "errorResponse", code: NOT_FOUND, message: `file "${r.value}" not found` };
+      return file
+        ? { case: "fileDescriptorResponse", files: withDependencies(file) }
+        : { case: "errorResponse", code: NOT_FOUND, message: `file "${r.value}" not found` };
     }
     case "fileContainingSymbol": {
       const file = index.symbols.get(r.value.replace(/^\./, ""));
-      return file ? { case: "fileDescriptorResponse", files: withDependencies(file) } : { case: "errorResponse", code: NOT_FOUND, message: `symbol "${r.value}" not found` };
+      return file
+        ? { case: "fileDescriptorResponse", files: withDependencies(file) }
+        : { case: "errorResponse", code: NOT_FOUND, message: `symbol "${r.value}" not found` };
     }
     case "fileContainingExtension":
     case "allExtensionNumbersOfType":
@@ -89,12 +93,20 @@ export function registerReflection(router: ConnectRouter, services: readonly Des
   index.services = all;
   router.service(v1.ServerReflection, {
     async *serverReflectionInfo(requests) {
-      for await (const req of requests) yield create(v1.ServerReflectionResponseSchema, { originalRequest: req, messageResponse: v1Response(answer(index, req)) });
+      for await (const req of requests)
+        yield create(v1.ServerReflectionResponseSchema, {
+          originalRequest: req,
+          messageResponse: v1Response(answer(index, req)),
+        });
     },
   });
   router.service(v1alpha.ServerReflection, {
     async *serverReflectionInfo(requests) {
-      for await (const req of requests) yield create(v1alpha.ServerReflectionResponseSchema, { originalRequest: req, messageResponse: v1alphaResponse(answer(index, req)) });
+      for await (const req of requests)
+        yield create(v1alpha.ServerReflectionResponseSchema, {
+          originalRequest: req,
+          messageResponse: v1alphaResponse(answer(index, req)),
+        });
     },
   });
   // Reflection's own descriptors are served too, so `grpcurl describe grpc.reflection.v1.ServerReflection` works.
@@ -105,13 +117,33 @@ export function registerReflection(router: ConnectRouter, services: readonly Des
 }
 
 function v1Response(a: Answer): v1.ServerReflectionResponse["messageResponse"] {
-  if (a.case === "fileDescriptorResponse") return { case: a.case, value: create(v1.FileDescriptorResponseSchema, { fileDescriptorProto: a.files }) };
-  if (a.case === "listServicesResponse") return { case: a.case, value: create(v1.ListServiceResponseSchema, { service: a.names.map((name) => create(v1.ServiceResponseSchema, { name })) }) };
-  return { case: "errorResponse", value: create(v1.ErrorResponseSchema, { errorCode: a.code, errorMessage: a.message }) };
+  if (a.case === "fileDescriptorResponse")
+    return { case: a.case, value: create(v1.FileDescriptorResponseSchema, { fileDescriptorProto: a.files }) };
+  if (a.case === "listServicesResponse")
+    return {
+      case: a.case,
+      value: create(v1.ListServiceResponseSchema, {
+        service: a.names.map((name) => create(v1.ServiceResponseSchema, { name })),
+      }),
+    };
+  return {
+    case: "errorResponse",
+    value: create(v1.ErrorResponseSchema, { errorCode: a.code, errorMessage: a.message }),
+  };
 }
 
 function v1alphaResponse(a: Answer): v1alpha.ServerReflectionResponse["messageResponse"] {
-  if (a.case === "fileDescriptorResponse") return { case: a.case, value: create(v1alpha.FileDescriptorResponseSchema, { fileDescriptorProto: a.files }) };
-  if (a.case === "listServicesResponse") return { case: a.case, value: create(v1alpha.ListServiceResponseSchema, { service: a.names.map((name) => create(v1alpha.ServiceResponseSchema, { name })) }) };
-  return { case: "errorResponse", value: create(v1alpha.ErrorResponseSchema, { errorCode: a.code, errorMessage: a.message }) };
+  if (a.case === "fileDescriptorResponse")
+    return { case: a.case, value: create(v1alpha.FileDescriptorResponseSchema, { fileDescriptorProto: a.files }) };
+  if (a.case === "listServicesResponse")
+    return {
+      case: a.case,
+      value: create(v1alpha.ListServiceResponseSchema, {
+        service: a.names.map((name) => create(v1alpha.ServiceResponseSchema, { name })),
+      }),
+    };
+  return {
+    case: "errorResponse",
+    value: create(v1alpha.ErrorResponseSchema, { errorCode: a.code, errorMessage: a.message }),
+  };
 }

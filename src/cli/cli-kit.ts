@@ -1,8 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { connectRedis, createRedisClient } from "../adapters/redis/client.js";
-import { createRedisKeyEvents } from "../adapters/redis/invalidation.js";
 import { openStores, type Stores } from "../app/stores.js";
-import type { KeyEvents } from "../domain/key-events.js";
 import { loadConfig, type Config } from "../config/config.js";
 import { parseDuration } from "../domain/keys.js";
 import type { Output } from "./output.js";
@@ -21,15 +18,22 @@ const common = {
   help: { type: "boolean", short: "h" },
 } as const satisfies ParseArgsConfig["options"];
 
-/** Parses flags strictly (unknown flags are usage errors) with the common --json and --config. */
-export function parse<O extends NonNullable<ParseArgsConfig["options"]>>(args: string[], options: O, positionals = 0) {
-  let parsed;
+/** Runs node's parseArgs, turning its TypeError into a usage error with node's message. */
+function strictly<T>(parse: () => T): T {
   try {
-    parsed = parseArgs({ args, options: { ...common, ...options }, allowPositionals: positionals > 0, strict: true });
+    return parse();
   } catch (error) {
     throw new UsageError((error as Error).message.replace(/^TypeError \[[A-Z_]+\]: /, ""));
   }
-  if (parsed.positionals.length > positionals) throw new UsageError(`unexpected argument "${parsed.positionals[positionals]}"`);
+}
+
+/** Parses flags strictly (unknown flags are usage errors) with the common --json and --config. */
+export function parse<O extends NonNullable<ParseArgsConfig["options"]>>(args: string[], options: O, positionals = 0) {
+  const parsed = strictly(() =>
+    parseArgs({ args, options: { ...common, ...options }, allowPositionals: positionals > 0, strict: true }),
+  );
+  if (parsed.positionals.length > positionals)
+    throw new UsageError(`unexpected argument "${parsed.positionals[positionals]}"`);
   return parsed;
 }
 
@@ -45,29 +49,18 @@ export function configFrom(values: { config?: string | undefined }): Config {
 }
 
 /**
- * Runs `fn` with the stores open, closing them afterwards. With TOLLGATE_REDIS_URL set, key changes are published so
- * every running replica drops them at once; if Redis is unreachable the change still commits and replicas see it at
- * their next key poll (keys.poll_interval_ms), with a warning on stderr.
+ * Runs `fn` with the stores open (migrated and seeded), closing them afterwards: for the commands that work on the
+ * database itself (reconcile); management commands go through the admin API instead.
  */
-export async function withStores<T>(values: { config?: string | undefined }, fn: (stores: Stores) => Promise<T>): Promise<T> {
-  const config = configFrom(values);
-  const redis = config.redis.url ? createRedisClient(config.redis.url, { commandTimeoutMs: 2000 }) : undefined;
-  const warn = (error: unknown) =>
-    process.stderr.write(`tollgate: warning: key change not published to Redis (${(error as Error).message}); replicas pick it up at their next poll\n`);
-  let events: KeyEvents | undefined;
-  if (redis) {
-    if (await connectRedis(redis, 2000)) events = createRedisKeyEvents({ redis, prefix: config.redis.prefix, onError: warn });
-    else events = { publish: async () => void warn(new Error("unreachable")) };
-  }
+export async function withStores<T>(
+  values: { config?: string | undefined },
+  fn: (stores: Stores) => Promise<T>,
+): Promise<T> {
+  const stores = await openStores(configFrom(values));
   try {
-    const stores = await openStores(config, { events });
-    try {
-      return await fn(stores);
-    } finally {
-      await stores.db.close();
-    }
+    return await fn(stores);
   } finally {
-    redis?.disconnect();
+    await stores.db.close();
   }
 }
 
@@ -85,7 +78,8 @@ export function group(name: string, actions: Record<string, Handler>): Handler {
   return async (args, out) => {
     const [action, ...rest] = args;
     const handler = action === undefined ? undefined : actions[action];
-    if (!handler) throw new UsageError(`unknown ${name} command "${action ?? ""}" (${Object.keys(actions).join(", ")})`);
+    if (!handler)
+      throw new UsageError(`unknown ${name} command "${action ?? ""}" (${Object.keys(actions).join(", ")})`);
     await handler(rest, out);
   };
 }

@@ -1,3 +1,4 @@
+import type { KeyRecord } from "./keys.js";
 import type { PicoPerToken } from "./money.js";
 
 /** Model tiers: plans grant access by tier, keys may narrow further by model. */
@@ -22,6 +23,8 @@ export interface CatalogueModel {
   prices: Prices;
   contextWindow: number;
   maxOutputTokens: number;
+  /** Output a request without `max_tokens` is expected to use (tokens-per-minute); unset: the plan's or the default. */
+  expectedOutputTokens?: number | null;
   retired: boolean;
 }
 
@@ -38,6 +41,12 @@ export interface Plan {
   requestsPerMinute: number;
   tokensPerMinute: number;
   tiers: readonly Tier[];
+  /** Output a request without `max_tokens` is expected to use when its model does not say; unset: the default. */
+  expectedOutputTokens?: number | null;
+  /** Daily quotas per key (UTC days) and requests in flight per key; unset or null: none. */
+  requestsPerDay?: number | null;
+  tokensPerDay?: number | null;
+  maxConcurrency?: number | null;
 }
 
 /**
@@ -63,22 +72,27 @@ export function compileSnapshot(input: {
   };
 }
 
-/** Why a model is out of reach for a key, or `undefined` when it may be used. */
+/** What decides a key's models beside its plan: its allow-list and who set it. */
+export type KeyModelScope = Pick<KeyRecord, "allowedModels" | "setBy">;
+
+/**
+ * Why a model is out of reach for a key, or `undefined` when it may be used. An operator's allow-list is the key's
+ * whole scope (it may reach past the plan's tiers); an account's only narrows the plan's tiers.
+ */
 export function modelRefusal(
   model: CatalogueModel,
   plan: Plan,
-  keyAllowList: readonly string[] | null,
+  key: KeyModelScope,
 ): "plan_tier" | "key_scope" | undefined {
+  const list = key.allowedModels;
+  if (list !== null && key.setBy?.allowedModels === "operator")
+    return list.includes(model.id) ? undefined : "key_scope";
   if (!plan.tiers.includes(model.tier)) return "plan_tier";
-  if (keyAllowList !== null && !keyAllowList.includes(model.id)) return "key_scope";
+  if (list !== null && !list.includes(model.id)) return "key_scope";
   return undefined;
 }
 
 /** The active models a key may use, in catalogue order: what GET /v1/models shows that key. */
-export function modelsForKey(
-  snapshot: CatalogueSnapshot,
-  plan: Plan,
-  keyAllowList: readonly string[] | null,
-): CatalogueModel[] {
-  return [...snapshot.models.values()].filter((m) => !m.retired && modelRefusal(m, plan, keyAllowList) === undefined);
+export function modelsForKey(snapshot: CatalogueSnapshot, plan: Plan, key: KeyModelScope): CatalogueModel[] {
+  return [...snapshot.models.values()].filter((m) => !m.retired && modelRefusal(m, plan, key) === undefined);
 }

@@ -1,3 +1,25 @@
+import type { Budget } from "./budgets.js";
+import type { Plan } from "./catalogue.js";
+
+/** A key's own override of its plan: one of its limits, or its model list. */
+export type KeyOverride =
+  | "requestsPerMinute"
+  | "tokensPerMinute"
+  | "allowedModels"
+  | "budget"
+  | "requestsPerDay"
+  | "tokensPerDay"
+  | "maxConcurrency";
+
+/** The per-key count limits, each overriding its plan's. */
+export type KeyLimit = "requestsPerMinute" | "tokensPerMinute" | "requestsPerDay" | "tokensPerDay" | "maxConcurrency";
+
+/**
+ * Who set an override. An operator's stands as set (it may widen the plan or punish a key, and an account can only
+ * lower it); an account's only ever narrows the plan in force at admission, so a downgrade takes it down too.
+ */
+export type OverrideSetter = "operator" | "account";
+
 /** An API key as the authority sees it; the secret itself is never held, only its hash. */
 export interface KeyRecord {
   id: string;
@@ -16,6 +38,14 @@ export interface KeyRecord {
   /** Per-key overrides of the plan's limits; `null` keeps the plan's. */
   requestsPerMinute: number | null;
   tokensPerMinute: number | null;
+  /** Daily quotas (UTC days) and requests in flight; `null` or absent keeps the plan's (which may be none). */
+  requestsPerDay?: number | null;
+  tokensPerDay?: number | null;
+  maxConcurrency?: number | null;
+  /** Spend cap of this key per period (in the account's time zone); null or absent: none. */
+  budget?: Budget | null;
+  /** Who set each override; a field missing here counts as the account's (it only narrows the plan). */
+  setBy?: Readonly<Partial<Record<KeyOverride, OverrideSetter>>>;
   createdAt: number;
   updatedAt: number;
 }
@@ -26,6 +56,10 @@ export interface AccountRecord {
   name: string;
   planId: string;
   suspended: boolean;
+  /** Spend cap of the whole account per period; null or absent: none. */
+  budget?: Budget | null;
+  /** IANA time zone of the account's budget periods; null or absent: UTC. */
+  timeZone?: string | null;
   updatedAt: number;
 }
 
@@ -33,6 +67,36 @@ export interface AccountRecord {
 export interface ResolvedKey {
   key: KeyRecord;
   account: AccountRecord;
+}
+
+/** Whether an operator set the key's `field` (and it is set): then admission applies it as it is, plan or not. */
+export function operatorSet(key: Partial<Pick<KeyRecord, KeyOverride | "setBy">>, field: KeyOverride): boolean {
+  return key[field] != null && key.setBy?.[field] === "operator";
+}
+
+/**
+ * The per-key limits admission applies: an operator's value as set; otherwise the key's own value, never above the
+ * plan's now (an account's narrowing made on a bigger plan does not survive a downgrade).
+ */
+export function effectiveLimits(
+  key: Pick<KeyRecord, "requestsPerMinute" | "tokensPerMinute" | "setBy"> &
+    Partial<Pick<KeyRecord, "requestsPerDay" | "tokensPerDay" | "maxConcurrency">>,
+  plan: Pick<Plan, "requestsPerMinute" | "tokensPerMinute" | "requestsPerDay" | "tokensPerDay" | "maxConcurrency">,
+): Record<KeyLimit, number> {
+  // 0 means none (a plan without a daily quota or concurrency limit); an account's own value narrows "none" too.
+  const limit = (field: KeyLimit) => {
+    const own = key[field] ?? null;
+    const planned = plan[field] ?? 0;
+    if (own === null) return planned;
+    return operatorSet(key, field) || planned === 0 ? own : Math.min(own, planned);
+  };
+  return {
+    requestsPerMinute: limit("requestsPerMinute"),
+    tokensPerMinute: limit("tokensPerMinute"),
+    requestsPerDay: limit("requestsPerDay"),
+    tokensPerDay: limit("tokensPerDay"),
+    maxConcurrency: limit("maxConcurrency"),
+  };
 }
 
 /** Whether a presented secret (already matched to `resolved` by hash) authenticates right now. */

@@ -50,13 +50,19 @@ export interface BilledTokens {
  * A request's cost: (prompt − cached) × input + cached × cached_input + completion × output, summed exactly in
  * pico-USD and rounded up to the next nano-USD once, so a request is never charged for several roundings.
  */
-export function requestCost(tokens: BilledTokens, prices: { input: PicoPerToken; cachedInput: PicoPerToken; output: PicoPerToken }): Nanos {
+export function requestCost(
+  tokens: BilledTokens,
+  prices: { input: PicoPerToken; cachedInput: PicoPerToken; output: PicoPerToken },
+): Nanos {
   const prompt = BigInt(tokens.promptTokens);
   const cached = BigInt(tokens.cachedTokens);
   const completion = BigInt(tokens.completionTokens);
   if (prompt < 0n || cached < 0n || completion < 0n) throw new RangeError("token counts cannot be negative");
   if (cached > prompt) throw new RangeError("cached tokens are a subset of prompt tokens and cannot exceed them");
-  const total = picoCost(prompt - cached, prices.input) + picoCost(cached, prices.cachedInput) + picoCost(completion, prices.output);
+  const total =
+    picoCost(prompt - cached, prices.input) +
+    picoCost(cached, prices.cachedInput) +
+    picoCost(completion, prices.output);
   return ceilToNanos(total as Picos);
 }
 
@@ -110,3 +116,9 @@ export function formatUsdPerMillionTokens(price: PicoPerToken): string {
   const fraction = (price % 1_000_000n).toString().padStart(6, "0").replace(/0+$/, "");
   return `${whole}${fraction ? "." + fraction : ""}`;
 }
+
+/**
+ * The largest balance an account may hold: USD 9,000,000 in nano-USD, just under 2^53, so a balance is exact in
+ * every store that holds it (Redis scripts compute in IEEE doubles). Top-ups that would pass it are refused.
+ */
+export const MAX_BALANCE_NANOS: Nanos = nanos(9_000_000n * 1_000_000_000n);

@@ -13,13 +13,27 @@ export type DenyCode =
   | "model_not_found"
   | "model_not_permitted"
   | "insufficient_credits"
+  | "budget_exceeded"
   | "rate_limit_exceeded"
+  | "concurrency_limit_exceeded"
   | "unavailable";
 
-/** Rate-limit state reported to clients as OpenAI's x-ratelimit-* headers. */
+/** One limit's figures as the x-ratelimit-* headers report them. */
+export interface LimitFigures {
+  limit: number;
+  remaining: number;
+  resetSeconds: number;
+}
+
+/**
+ * Rate-limit state reported to clients as OpenAI's x-ratelimit-* headers: per minute, and per UTC day when the key
+ * has daily quotas (`x-ratelimit-*-requests-day`, `x-ratelimit-*-tokens-day`).
+ */
 export interface RateLimitState {
-  requests: { limit: number; remaining: number; resetSeconds: number };
-  tokens: { limit: number; remaining: number; resetSeconds: number };
+  requests: LimitFigures;
+  tokens: LimitFigures;
+  requestsDay?: LimitFigures;
+  tokensDay?: LimitFigures;
 }
 
 /** A refusal: data, not an exception. */
@@ -46,6 +60,8 @@ export interface Admission {
   reservedTokens: number;
   reservedNanos: Nanos;
   rateLimit?: RateLimitState;
+  /** Admission's clock when it held the request (what its holds are keyed by, the UTC day's quota included). */
+  admittedAt?: number;
 }
 
 /** A request the control plane answers itself (GET /v1/models), without reaching a provider. */
@@ -58,6 +74,10 @@ export interface DirectAnswer {
 export type Verdict = Admission | Deny | DirectAnswer;
 
 /** Shorthand for building a refusal. */
-export function deny(code: DenyCode, message: string, extra: Partial<Omit<Deny, "kind" | "code" | "message">> = {}): Deny {
+export function deny(
+  code: DenyCode,
+  message: string,
+  extra: Partial<Omit<Deny, "kind" | "code" | "message">> = {},
+): Deny {
   return { kind: "deny", code, message, ...extra };
 }

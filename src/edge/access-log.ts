@@ -7,12 +7,17 @@ import {
   HTTPAccessLogEntrySchema,
   type HTTPAccessLogEntry,
 } from "../gen/envoy/data/accesslog/v3/accesslog_pb.js";
-import { AUTHZ_METADATA_NAMESPACE } from "../dataplane/authz/check-response.js";
+import {
+  AUTHZ_METADATA_NAMESPACE,
+  FILE_LOG_KEYS as L,
+  USAGE_METADATA_NAMESPACE,
+  type FileLogKey,
+} from "../contract/index.js";
 import type { UsageMetadata } from "../dataplane/usage/extract.js";
-import { FILE_LOG_FORMAT, USAGE_METADATA_NAMESPACE } from "./envoy-contract.js";
+import { FILE_LOG_FORMAT } from "./envoy-contract.js";
 
 /** Envoy's short response flags the edge can produce (what %RESPONSE_FLAGS% prints). */
-export type ResponseFlag = "UAEX" | "UF" | "UR" | "DC" | "NR";
+export type ResponseFlag = "UAEX" | "UF" | "UR" | "DC" | "NR" | "SI";
 
 /** One finished downstream exchange: everything both access logs are rendered from, so they cannot disagree. */
 export interface ExchangeRecord {
@@ -38,6 +43,8 @@ export interface ExchangeRecord {
   responseFlags: ResponseFlag[];
   authz?: JsonObject;
   usage?: UsageMetadata;
+  /** Start to the last request byte handed to the provider's connection; absent when the request never went whole. */
+  upstreamRequestSentMs?: number;
   /** "host:port" of the provider the request went to. */
   upstreamHost?: string;
   upstreamCluster?: string;
@@ -57,7 +64,12 @@ const METHODS: Record<string, RequestMethod> = {
 };
 
 function socket(a: { address: string; port: number }) {
-  return { address: { case: "socketAddress" as const, value: { address: a.address, portSpecifier: { case: "portValue" as const, value: a.port } } } };
+  return {
+    address: {
+      case: "socketAddress" as const,
+      value: { address: a.address, portSpecifier: { case: "portValue" as const, value: a.port } },
+    },
+  };
 }
 
 function upstreamAddress(hostPort: string | undefined) {
@@ -87,7 +99,13 @@ export function toHttpAccessLogEntry(record: ExchangeRecord): HTTPAccessLogEntry
       startTime: timestampFromMs(record.startMs),
       timeToLastDownstreamTxByte: durationFromMs(durationMs),
       duration: durationFromMs(durationMs),
-      upstreamRemoteAddress: record.upstreamHost ? { address: upstreamAddress(record.upstreamHost)!.address } : undefined,
+      timeToLastUpstreamTxByte:
+        record.upstreamRequestSentMs === undefined
+          ? undefined
+          : durationFromMs(Math.round(record.upstreamRequestSentMs)),
+      upstreamRemoteAddress: record.upstreamHost
+        ? { address: upstreamAddress(record.upstreamHost)!.address }
+        : undefined,
       upstreamCluster: record.upstreamCluster ?? "",
       routeName: record.routeName ?? "",
       responseFlags: {
@@ -95,6 +113,7 @@ export function toHttpAccessLogEntry(record: ExchangeRecord): HTTPAccessLogEntry
         upstreamRemoteReset: flags.has("UR"),
         downstreamConnectionTermination: flags.has("DC"),
         noRouteFound: flags.has("NR"),
+        streamIdleTimeout: flags.has("SI"),
         unauthorizedDetails: flags.has("UAEX") ? { reason: 1 } : undefined,
       },
       metadata: { filterMetadata: filterMetadata(record) },
@@ -124,18 +143,20 @@ export function toHttpAccessLogEntry(record: ExchangeRecord): HTTPAccessLogEntry
  * types as Envoy's typed formatter does (numbers stay numbers, a metadata namespace is an object, absent is null).
  */
 export function toFileLogLine(record: ExchangeRecord): string {
-  const values: Record<keyof typeof FILE_LOG_FORMAT & string, unknown> = {
-    start_time: new Date(record.startMs).toISOString(),
-    request_id: record.requestId,
-    response_code: record.responseCode,
-    duration_ms: Math.round(record.durationMs),
-    response_flags: record.responseFlags.length > 0 ? record.responseFlags.join(",") : "-",
-    authz: record.authz && Object.keys(record.authz).length > 0 ? record.authz : null,
-    usage: record.usage ?? null,
-    upstream_host: record.upstreamHost ?? null,
-    log_type: "DownstreamEnd",
+  const values: Record<FileLogKey, unknown> = {
+    [L.startTime]: new Date(record.startMs).toISOString(),
+    [L.requestId]: record.requestId,
+    [L.responseCode]: record.responseCode,
+    [L.durationMs]: Math.round(record.durationMs),
+    [L.responseFlags]: record.responseFlags.length > 0 ? record.responseFlags.join(",") : "-",
+    [L.requestTxDurationMs]:
+      record.upstreamRequestSentMs === undefined ? null : Math.round(record.upstreamRequestSentMs),
+    [L.authz]: record.authz && Object.keys(record.authz).length > 0 ? record.authz : null,
+    [L.usage]: record.usage ?? null,
+    [L.upstreamHost]: record.upstreamHost ?? null,
+    [L.logType]: "DownstreamEnd",
   };
   const line: Record<string, unknown> = {};
-  for (const key of Object.keys(FILE_LOG_FORMAT)) line[key] = values[key];
+  for (const key of Object.keys(FILE_LOG_FORMAT) as FileLogKey[]) line[key] = values[key];
   return JSON.stringify(line);
 }

@@ -1,7 +1,12 @@
 import * as grpc from "@grpc/grpc-js";
 import { create } from "@bufbuild/protobuf";
 import type { HTTPAccessLogEntry } from "../gen/envoy/data/accesslog/v3/accesslog_pb.js";
-import { AccessLogService, StreamAccessLogsMessageSchema, type StreamAccessLogsMessage } from "../gen/envoy/service/accesslog/v3/als_pb.js";
+import {
+  AccessLogService,
+  StreamAccessLogsMessageSchema,
+  type StreamAccessLogsMessage,
+} from "../gen/envoy/service/accesslog/v3/als_pb.js";
+import { clientChannel, type ClientTlsFiles } from "../dataplane/grpc/client-credentials.js";
 import { grpcDefinition } from "../dataplane/grpc/grpc-server.js";
 import { ALS_FLUSH_INTERVAL_MS, ALS_LOG_NAME } from "./envoy-contract.js";
 
@@ -11,6 +16,8 @@ const AccessLogClient = grpc.makeGenericClientConstructor(grpcDefinition(AccessL
 export interface AlsClientOptions {
   /** The meter, "host:port". */
   address: string;
+  /** Client certificate and trust for a meter serving mTLS (absent: plaintext). */
+  tls?: ClientTlsFiles;
   node?: { id: string; cluster: string };
   logName?: string;
   flushIntervalMs?: number;
@@ -33,9 +40,17 @@ export interface AlsClient {
 
 type StreamCall = grpc.ClientWritableStream<StreamAccessLogsMessage>;
 
+/** How long close() waits for the meter to answer the last stream. */
+const CLOSE_WAIT_MS = 1_000;
+
 /** Opens one long-lived client stream to the meter and batches entries onto it, reconnecting after a failure. */
 export function createAlsClient(options: AlsClientOptions): AlsClient {
-  const client = new AccessLogClient(options.address, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+  const channel = clientChannel(options.tls);
+  const client = new AccessLogClient(
+    options.address,
+    channel.credentials,
+    channel.options,
+  ) as unknown as grpc.Client & {
     streamAccessLogs(cb: (err: grpc.ServiceError | null) => void): StreamCall;
   };
   const node = options.node ?? { id: "tollgate-edge", cluster: "tollgate" };
@@ -50,15 +65,23 @@ export function createAlsClient(options: AlsClientOptions): AlsClient {
   const timer = setInterval(() => flush(), options.flushIntervalMs ?? ALS_FLUSH_INTERVAL_MS);
   timer.unref();
 
+  /** Each stream's end: the meter answers once it has taken every entry sent on it (or the stream failed). */
+  const answered = new WeakMap<StreamCall, Promise<void>>();
+
   function open(): StreamCall {
+    let settle!: () => void;
+    const ended = new Promise<void>((resolve) => (settle = resolve));
     const stream = client.streamAccessLogs((err) => {
+      settle();
       // The meter never answers until the stream ends; an answer or error means this stream is over.
       if (call === stream) call = undefined;
       if (err && !closed) options.onDrop?.(0, `access log stream ended: ${err.message}`);
     });
     stream.on("error", () => {
+      settle();
       if (call === stream) call = undefined;
     });
+    answered.set(stream, ended);
     call = stream;
     return stream;
   }
@@ -107,14 +130,14 @@ export function createAlsClient(options: AlsClientOptions): AlsClient {
       call = undefined;
       if (stream) {
         stream.end();
-        // Give the half-close a moment to reach the meter; never wait on a dead peer.
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, 200);
-          stream.once("finish", () => {
-            clearTimeout(t);
-            resolve();
-          });
-        });
+        // Wait for the meter's answer (it has taken the last batch; over TLS the stream may still be connecting),
+        // but never long on a dead peer: ALS is lossy by design and the file log keeps every entry.
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          answered.get(stream),
+          new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS))),
+        ]);
+        clearTimeout(timer);
       }
       client.close();
     },

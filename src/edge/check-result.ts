@@ -12,7 +12,13 @@ export interface HeaderEdit {
 
 /** What a CheckResponse tells the data plane to do, in plain data. */
 export type CheckResult =
-  | { kind: "allow"; requestHeaders: HeaderEdit[]; removeHeaders: string[]; responseHeaders: HeaderEdit[]; metadata: JsonObject }
+  | {
+      kind: "allow";
+      requestHeaders: HeaderEdit[];
+      removeHeaders: string[];
+      responseHeaders: HeaderEdit[];
+      metadata: JsonObject;
+    }
   | { kind: "deny"; status: number; headers: HeaderEdit[]; body: string; metadata: JsonObject };
 
 /** The ext_authz gRPC status of an allowed request; anything else is a denial. */
@@ -60,7 +66,13 @@ export function readCheckResponse(response: CheckResponse): CheckResult {
   }
   const denied = http.case === "deniedResponse" ? http.value : undefined;
   const status = denied?.status?.code ?? 0;
-  return { kind: "deny", status: status > 0 ? status : 403, headers: edits(denied?.headers ?? []), body: denied?.body ?? "", metadata };
+  return {
+    kind: "deny",
+    status: status > 0 ? status : 403,
+    headers: edits(denied?.headers ?? []),
+    body: denied?.body ?? "",
+    metadata,
+  };
 }
 
 /** A header map keyed by lower-case name; repeated headers keep every value. */

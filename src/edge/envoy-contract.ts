@@ -1,5 +1,15 @@
 // What the local edge copies from envoy/envoy.local.yaml. Each constant names the field it mirrors, and
 // test/unit/edge/envoy-contract.test.ts parses the YAML and fails when the two drift apart: change both together.
+// Names shared beyond the edge (headers, metadata namespaces, file-log keys) come from src/contract.
+import {
+  AUTHZ_BODY_LIMIT_BYTES,
+  AUTHZ_METADATA_NAMESPACE,
+  FILE_LOG_KEYS as L,
+  INTERNAL_REQUEST_HEADERS,
+  TOLLGATE_HEADER_PREFIX,
+  USAGE_METADATA_NAMESPACE,
+  type FileLogKey,
+} from "../contract/index.js";
 
 /** One `allowed_headers` StringMatcher (the kinds envoy.yaml uses). */
 export type HeaderPattern = { exact: string } | { prefix: string };
@@ -13,11 +23,11 @@ export const AUTHZ_ALLOWED_HEADERS: readonly HeaderPattern[] = [
   { exact: ":path" },
   { exact: ":authority" },
   // Client-sent x-tollgate-* reach authz so it can list them in headers_to_remove.
-  { prefix: "x-tollgate-" },
+  { prefix: TOLLGATE_HEADER_PREFIX },
 ];
 
 /** ext_authz `with_request_body.max_request_bytes`: authz sees at most this much body (partial beyond). */
-export const AUTHZ_MAX_REQUEST_BYTES = 1_048_576;
+export const AUTHZ_MAX_REQUEST_BYTES = AUTHZ_BODY_LIMIT_BYTES;
 
 /** ext_authz `grpc_service.timeout`: past it the check is a failure, i.e. `status_on_error`. */
 export const AUTHZ_TIMEOUT_MS = 1_000;
@@ -29,13 +39,17 @@ export const AUTHZ_STATUS_ON_ERROR = 503;
 export const REQUEST_BUFFER_LIMIT_BYTES = 2_097_152;
 
 /** Route `request_headers_to_remove` on every provider route: internal headers never reach a provider. */
-export const ROUTE_REMOVED_HEADERS: readonly string[] = ["x-tollgate-provider", "x-tollgate-upstream-model", "x-tollgate-stream"];
-
-/** The providers envoy.local.yaml routes on `x-tollgate-provider` (one cluster each). */
-export const ROUTED_PROVIDERS: readonly string[] = ["openai", "anthropic", "google", "deepseek"];
+export const ROUTE_REMOVED_HEADERS: readonly string[] = INTERNAL_REQUEST_HEADERS;
 
 /** The `no_route` direct response body (status 503, content-type application/json). */
-export const NO_ROUTE_BODY = '{"error":{"message":"no route","type":"tollgate_error","param":null,"code":"unavailable"}}';
+export const NO_ROUTE_BODY =
+  '{"error":{"message":"no route","type":"tollgate_error","param":null,"code":"unavailable"}}';
+
+/** HttpConnectionManager `stream_idle_timeout`: a stream with no bytes either way this long is cut (flag SI). */
+export const STREAM_IDLE_TIMEOUT_MS = 300_000;
+
+/** HttpConnectionManager `request_headers_timeout`: request headers must be in by then (else Envoy's 408). */
+export const REQUEST_HEADERS_TIMEOUT_MS = 10_000;
 
 /** HttpConnectionManager `server_name`: Envoy overwrites the upstream's Server header with it. */
 export const SERVER_NAME = "tollgate";
@@ -50,20 +64,15 @@ export const ALS_FLUSH_INTERVAL_MS = 1_000;
 export const LOCAL_FILE_LOG_PATH = "/tmp/tollgate-envoy-access.json";
 
 /** The file access log `json_format`, key → command operator, in file order. `tollgate reconcile` reads these keys. */
-export const FILE_LOG_FORMAT: Readonly<Record<string, string>> = {
-  start_time: "%START_TIME%",
-  request_id: "%REQ(X-REQUEST-ID)%",
-  response_code: "%RESPONSE_CODE%",
-  duration_ms: "%DURATION%",
-  response_flags: "%RESPONSE_FLAGS%",
-  authz: "%DYNAMIC_METADATA(envoy.filters.http.ext_authz)%",
-  usage: "%DYNAMIC_METADATA(tollgate.usage)%",
-  upstream_host: "%UPSTREAM_HOST%",
-  log_type: "%ACCESS_LOG_TYPE%",
+export const FILE_LOG_FORMAT: Readonly<Record<FileLogKey, string>> = {
+  [L.startTime]: "%START_TIME%",
+  [L.requestId]: "%REQ(X-REQUEST-ID)%",
+  [L.responseCode]: "%RESPONSE_CODE%",
+  [L.durationMs]: "%DURATION%",
+  [L.responseFlags]: "%RESPONSE_FLAGS%",
+  [L.requestTxDurationMs]: "%REQUEST_TX_DURATION%",
+  [L.authz]: `%DYNAMIC_METADATA(${AUTHZ_METADATA_NAMESPACE})%`,
+  [L.usage]: `%DYNAMIC_METADATA(${USAGE_METADATA_NAMESPACE})%`,
+  [L.upstreamHost]: "%UPSTREAM_HOST%",
+  [L.logType]: "%ACCESS_LOG_TYPE%",
 };
-
-/** The dynamic-metadata namespace the usage filter writes (`tollgate.usage`). */
-export const USAGE_METADATA_NAMESPACE = "tollgate.usage";
-
-/** Envoy marks a CheckRequest whose body was cut at max_request_bytes with this header ("true"/"false"). */
-export const PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body";

@@ -12,19 +12,28 @@ export interface MockDirectives {
   cached?: number;
   /** Reasoning tokens to report, counted inside completion_tokens as OpenAI does. */
   reasoning?: number;
+  /**
+   * 1: gzip the reply (JSON or SSE) whenever the request's Accept-Encoding allows it (absent counts as allowing);
+   * "force": gzip it even when the request asks for identity, as a misbehaving provider or proxy does.
+   */
+  gzip?: number | "force";
 }
 
 /** Directives parsed from a message, or why they are unusable: a typo in a test must fail loudly, not be ignored. */
 export type DirectiveParse = { ok: true; directives: MockDirectives } | { ok: false; message: string };
 
 const DIRECTIVE = /\[\[mock:([a-z]+)=([^\]]*)\]\]/g;
-const NAMES = new Set<keyof MockDirectives>(["tokens", "error", "slow", "cut", "cached", "reasoning"]);
+const NAMES = new Set<keyof MockDirectives>(["tokens", "error", "slow", "cut", "cached", "reasoning", "gzip"]);
 
 /** Lets tests steer each request from its prompt alone, so they need no side channel to the mock. */
 export function parseDirectives(text: string): DirectiveParse {
   const directives: MockDirectives = {};
   for (const [, name, raw] of text.matchAll(DIRECTIVE)) {
     if (!NAMES.has(name as keyof MockDirectives)) return { ok: false, message: `unknown mock directive "${name}"` };
+    if (name === "gzip" && raw === "force") {
+      directives.gzip = "force";
+      continue;
+    }
     if (!/^\d{1,9}$/.test(raw ?? "")) {
       return { ok: false, message: `mock directive "${name}" needs a non-negative integer, got "${raw}"` };
     }

@@ -1,6 +1,7 @@
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
+import { gzipSync } from "node:zlib";
 import { completionObject, errorBody, streamCompletion, type ReplyMeta } from "./openai-responses.js";
 import { parseChatRequest, planReply } from "./reply.js";
 
@@ -102,10 +103,20 @@ export async function createMockProvider(options: MockProviderOptions = {}): Pro
       created: Math.floor(Date.now() / 1000),
       model: request.model,
     };
-    if (request.stream) return streamCompletion(res, meta, plan, request.includeUsage);
+    // A compressing provider answers in gzip whenever the request allows it: it lists gzip (the SDKs send
+    // Accept-Encoding: gzip) or sends no Accept-Encoding at all, which RFC 9110 §12.5.3 reads as "any coding".
+    // `gzip=force` compresses regardless, as a provider (or a proxy in front of it) that ignores identity does.
+    const gzip = plan.gzip === "force" || (plan.gzip === "allowed" && acceptsGzip(req.headers["accept-encoding"]));
+    if (request.stream) return streamCompletion(res, meta, plan, request.includeUsage, gzip);
     if (plan.slowMs > 0) await sleep(plan.slowMs);
     if (plan.cutAfter !== undefined) {
       req.socket.destroy();
+      return;
+    }
+    if (gzip) {
+      res
+        .writeHead(200, { "content-type": "application/json", "content-encoding": "gzip" })
+        .end(gzipSync(JSON.stringify(completionObject(meta, plan))));
       return;
     }
     sendJson(res, 200, completionObject(meta, plan));
@@ -140,6 +151,16 @@ export async function createMockProvider(options: MockProviderOptions = {}): Pro
 /** The demo entry point (`tollgate serve --mock-providers`): same mock, on the port Envoy's local config expects. */
 export function startMockProvider(options: MockProviderOptions = {}): Promise<MockProvider> {
   return createMockProvider({ ...options, port: options.port ?? MOCK_PROVIDER_DEFAULT_PORT });
+}
+
+/** Whether an Accept-Encoding value admits gzip: absent (any coding), or gzip listed without q=0. */
+export function acceptsGzip(value: string | undefined): boolean {
+  if (value === undefined) return true;
+  return value.split(",").some((part) => {
+    const [coding, ...params] = part.trim().toLowerCase().split(";");
+    const q = params.map((p) => p.trim()).find((p) => p.startsWith("q="));
+    return (coding === "gzip" || coding === "*") && (q === undefined || Number(q.slice(2)) > 0);
+  });
 }
 
 function errorType(status: number): string {

@@ -1,5 +1,6 @@
 import type { ServerResponse } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
+import { constants as zlibConstants, createGzip } from "node:zlib";
 import type { ReplyPlan } from "./reply.js";
 
 /** A planned completion (the error branch is answered before any of this runs). */
@@ -48,9 +49,25 @@ export async function streamCompletion(
   meta: ReplyMeta,
   plan: CompletionPlan,
   includeUsage: boolean,
+  gzip = false,
 ): Promise<void> {
-  res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+  const headers: Record<string, string> = {
+    "content-type": "text/event-stream",
+    "cache-control": "no-cache",
+    connection: "keep-alive",
+  };
+  if (gzip) headers["content-encoding"] = "gzip";
+  res.writeHead(200, headers);
   res.flushHeaders();
+  // gzip: every event is flushed (Z_SYNC_FLUSH) so it still reaches the reader as it is written.
+  const compressor = gzip ? createGzip() : undefined;
+  compressor?.pipe(res);
+  const write = (data: string, done: (err?: Error | null) => void) => {
+    if (!compressor) return res.write(data, done);
+    compressor.write(data);
+    compressor.flush(zlibConstants.Z_SYNC_FLUSH, () => done());
+    return true;
+  };
   // OpenAI sends `usage: null` on every chunk when usage was requested, then the usage-only chunk last.
   const usageField = includeUsage ? { usage: null } : {};
   const chunk = (delta: Record<string, unknown>, finishReason: string | null) => ({
@@ -75,7 +92,7 @@ export async function streamCompletion(
     }
     first = false;
     if (res.destroyed) return false;
-    const written = new Promise<boolean>((resolve) => res.write(`data: ${data}\n\n`, (err) => resolve(!err)));
+    const written = new Promise<boolean>((resolve) => write(`data: ${data}\n\n`, (err) => resolve(!err)));
     return Promise.race([written, closed]);
   };
 
@@ -97,5 +114,6 @@ export async function streamCompletion(
     if (!(await send(JSON.stringify(usageChunk)))) return;
   }
   if (!(await send("[DONE]"))) return;
-  res.end();
+  if (compressor) compressor.end();
+  else res.end();
 }

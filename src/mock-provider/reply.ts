@@ -33,6 +33,8 @@ export type ReplyPlan =
       usage: Usage;
       slowMs: number;
       cutAfter: number | undefined;
+      /** Compress the reply: when the request accepts gzip ("allowed"), or whatever it asks for ("force"). */
+      gzip: "off" | "allowed" | "force";
     };
 
 /** A request's validation failure, OpenAI-style, so clients see the same 400 they would get from OpenAI. */
@@ -116,6 +118,7 @@ export function planReply(request: ChatRequest): ReplyPlan {
     },
     slowMs: directives.slow ?? 0,
     cutAfter: directives.cut,
+    gzip: directives.gzip === "force" ? "force" : (directives.gzip ?? 0) > 0 ? "allowed" : "off",
   };
 }
 

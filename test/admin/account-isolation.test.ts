@@ -12,7 +12,10 @@ import { startAdmin, type AdminHarness } from "./harness.js";
 import { insertUsage } from "./usage-rows.js";
 
 async function code(call: Promise<unknown>): Promise<string> {
-  const error = await call.then(() => undefined, (e: unknown) => e);
+  const error = await call.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   return error instanceof ConnectError ? Code[error.code] : "OK";
 }
 
@@ -54,7 +57,12 @@ describe("account tokens are confined to their account", () => {
     await c.revokeKey({ keyId: created.key!.id });
     expect(await code(c.listKeys({ accountId: theirs.accountId }))).toBe("PermissionDenied");
     expect(await code(c.createKey({ accountId: theirs.accountId }))).toBe("PermissionDenied");
-    for (const call of [c.getKey({ keyId: theirs.keyId }), c.rotateKey({ keyId: theirs.keyId }), c.updateKey({ keyId: theirs.keyId, name: "x" }), c.revokeKey({ keyId: theirs.keyId })]) {
+    for (const call of [
+      c.getKey({ keyId: theirs.keyId }),
+      c.rotateKey({ keyId: theirs.keyId }),
+      c.updateKey({ keyId: theirs.keyId, name: "x" }),
+      c.revokeKey({ keyId: theirs.keyId }),
+    ]) {
       expect(await code(call)).toBe("NotFound");
     }
     const still = await h.client(KeyService).getKey({ keyId: theirs.keyId });
@@ -62,13 +70,20 @@ describe("account tokens are confined to their account", () => {
     expect(still.key!.name).toBe("");
   });
 
-  it("CreditService: reads and tops up only its own balance", async () => {
+  it("CreditService: reads only its own balance and ledger, and tops up none", async () => {
     const c = h.client(CreditService, mine.token);
-    await c.topUp({ accountId: mine.accountId, amountNanoUsd: 1_000_000_000n, idempotencyKey: "self" });
+    expect(
+      await code(c.topUp({ accountId: mine.accountId, amountNanoUsd: 1_000_000_000n, idempotencyKey: "self" })),
+    ).toBe("PermissionDenied");
+    await h
+      .client(CreditService)
+      .topUp({ accountId: mine.accountId, amountNanoUsd: 1_000_000_000n, idempotencyKey: "operator" });
     expect((await c.getBalance({ accountId: mine.accountId })).balanceNanoUsd).toBe(1_000_000_000n);
     expect((await c.listLedgerEntries({ accountId: mine.accountId })).entries).toHaveLength(2);
     expect(await code(c.getBalance({ accountId: theirs.accountId }))).toBe("PermissionDenied");
-    expect(await code(c.topUp({ accountId: theirs.accountId, amountNanoUsd: 1n, idempotencyKey: "x" }))).toBe("PermissionDenied");
+    expect(await code(c.topUp({ accountId: theirs.accountId, amountNanoUsd: 1n, idempotencyKey: "x" }))).toBe(
+      "PermissionDenied",
+    );
     expect(await code(c.listLedgerEntries({ accountId: theirs.accountId }))).toBe("PermissionDenied");
     expect((await h.client(CreditService).getBalance({ accountId: theirs.accountId })).balanceNanoUsd).toBe(0n);
   });
@@ -84,18 +99,26 @@ describe("account tokens are confined to their account", () => {
     expect(exported.trimEnd().split("\n")).toHaveLength(4);
     expect(await code(c.listUsage({ filter: { accountId: theirs.accountId } }))).toBe("PermissionDenied");
     expect(await code(c.summarizeUsage({ filter: { accountId: theirs.accountId } }))).toBe("PermissionDenied");
-    const stream = (async () => { for await (const _ of c.exportUsage({ filter: { accountId: theirs.accountId } })) void _; })();
+    const stream = (async () => {
+      for await (const _ of c.exportUsage({ filter: { accountId: theirs.accountId } })) void _;
+    })();
     expect(await code(stream)).toBe("PermissionDenied");
-    const http = await fetch(`${h.url}/export/usage.csv?account_id=${theirs.accountId}`, { headers: { authorization: `Bearer ${mine.token}` } });
+    const http = await fetch(`${h.url}/export/usage.csv?account_id=${theirs.accountId}`, {
+      headers: { authorization: `Bearer ${mine.token}` },
+    });
     expect(http.status).toBe(403);
     expect(await http.text()).not.toContain(theirs.keyId);
   });
 
   it("PlanService, CatalogueService and AuditService are operator-only", async () => {
     expect(await code(h.client(PlanService, mine.token).listPlans({}))).toBe("PermissionDenied");
-    expect(await code(h.client(PlanService, mine.token).updatePlan({ planId: "pro", requestsPerMinute: 1 }))).toBe("PermissionDenied");
+    expect(await code(h.client(PlanService, mine.token).updatePlan({ planId: "pro", requestsPerMinute: 1 }))).toBe(
+      "PermissionDenied",
+    );
     expect(await code(h.client(CatalogueService, mine.token).listModels({}))).toBe("PermissionDenied");
-    expect(await code(h.client(CatalogueService, mine.token).retireModel({ modelId: "gpt-5.5" }))).toBe("PermissionDenied");
+    expect(await code(h.client(CatalogueService, mine.token).retireModel({ modelId: "gpt-5.5" }))).toBe(
+      "PermissionDenied",
+    );
     expect(await code(h.client(AuditService, mine.token).listAuditEvents({}))).toBe("PermissionDenied");
     expect(await code(h.client(AccountService, "tga_" + "x".repeat(40)).listAccounts({}))).toBe("Unauthenticated");
   });

@@ -19,13 +19,25 @@ export interface AdminHarness {
 }
 
 /** Starts the harness on a store target. */
-export async function startAdmin(target: StoreTarget, options: { pollMs?: number } = {}): Promise<AdminHarness> {
-  const t = await startTestPlane(target, { roles: ["authz", "admin"], env: { TOLLGATE_ADMIN_LISTEN: "127.0.0.1:0" }, pollMs: options.pollMs });
+export async function startAdmin(
+  target: StoreTarget,
+  options: { pollMs?: number; env?: Record<string, string>; clock?: () => number } = {},
+): Promise<AdminHarness> {
+  const t = await startTestPlane(target, {
+    roles: ["authz", "admin"],
+    env: { TOLLGATE_ADMIN_LISTEN: "127.0.0.1:0", ...options.env },
+    pollMs: options.pollMs,
+    clock: options.clock,
+  });
   const url = `http://127.0.0.1:${t.plane.admin!.port}`;
   const tokens = createAdminTokenStore(t.plane.stores.db);
   const operatorToken = (await tokens.create({ kind: "operator" }, "test operator")).secret;
   const transport = (token = operatorToken) =>
-    createConnectTransport({ baseUrl: url, httpVersion: "1.1", interceptors: [(next) => (req) => (req.header.set("authorization", `Bearer ${token}`), next(req))] });
+    createConnectTransport({
+      baseUrl: url,
+      httpVersion: "1.1",
+      interceptors: [(next) => (req) => (req.header.set("authorization", `Bearer ${token}`), next(req))],
+    });
   return {
     t,
     url,

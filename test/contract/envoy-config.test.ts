@@ -13,50 +13,61 @@ import {
   BootstrapSchema,
   file_envoy_config_bootstrap_v3_bootstrap,
   type Bootstrap,
-} from "../../src/gen/envoy/config/bootstrap/v3/bootstrap_pb.js";
-import { Cluster_DiscoveryType, type Cluster } from "../../src/gen/envoy/config/cluster/v3/cluster_pb.js";
-import type { Address } from "../../src/gen/envoy/config/core/v3/address_pb.js";
-import { ApiVersion } from "../../src/gen/envoy/config/core/v3/config_source_pb.js";
-import type { GrpcService } from "../../src/gen/envoy/config/core/v3/grpc_service_pb.js";
-import type { AccessLog } from "../../src/gen/envoy/config/accesslog/v3/accesslog_pb.js";
+} from "../gen/envoy/config/bootstrap/v3/bootstrap_pb.js";
+import { Cluster_DiscoveryType, type Cluster } from "../gen/envoy/config/cluster/v3/cluster_pb.js";
+import type { Address } from "../gen/envoy/config/core/v3/address_pb.js";
+import { ApiVersion } from "../gen/envoy/config/core/v3/config_source_pb.js";
+import type { GrpcService } from "../gen/envoy/config/core/v3/grpc_service_pb.js";
+import type { AccessLog } from "../gen/envoy/config/accesslog/v3/accesslog_pb.js";
 import {
   HeaderMutationRulesSchema,
   type HeaderMutationRules,
-} from "../../src/gen/envoy/config/common/mutation_rules/v3/mutation_rules_pb.js";
-import type { Route, RouteAction } from "../../src/gen/envoy/config/route/v3/route_components_pb.js";
-import { AccessLogType } from "../../src/gen/envoy/data/accesslog/v3/accesslog_pb.js";
+} from "../gen/envoy/config/common/mutation_rules/v3/mutation_rules_pb.js";
+import type { Route, RouteAction } from "../gen/envoy/config/route/v3/route_components_pb.js";
+import { AccessLogType } from "../gen/envoy/data/accesslog/v3/accesslog_pb.js";
 import {
   FileAccessLogSchema,
   file_envoy_extensions_access_loggers_file_v3_file,
-} from "../../src/gen/envoy/extensions/access_loggers/file/v3/file_pb.js";
+} from "../gen/envoy/extensions/access_loggers/file/v3/file_pb.js";
 import {
   HttpGrpcAccessLogConfigSchema,
   file_envoy_extensions_access_loggers_grpc_v3_als,
-} from "../../src/gen/envoy/extensions/access_loggers/grpc/v3/als_pb.js";
+} from "../gen/envoy/extensions/access_loggers/grpc/v3/als_pb.js";
 import {
   ExtAuthzSchema,
   file_envoy_extensions_filters_http_ext_authz_v3_ext_authz,
-} from "../../src/gen/envoy/extensions/filters/http/ext_authz/v3/ext_authz_pb.js";
-import { LuaSchema, file_envoy_extensions_filters_http_lua_v3_lua } from "../../src/gen/envoy/extensions/filters/http/lua/v3/lua_pb.js";
+} from "../gen/envoy/extensions/filters/http/ext_authz/v3/ext_authz_pb.js";
+import {
+  LuaSchema,
+  file_envoy_extensions_filters_http_lua_v3_lua,
+} from "../gen/envoy/extensions/filters/http/lua/v3/lua_pb.js";
 import {
   RouterSchema,
   file_envoy_extensions_filters_http_router_v3_router,
-} from "../../src/gen/envoy/extensions/filters/http/router/v3/router_pb.js";
+} from "../gen/envoy/extensions/filters/http/router/v3/router_pb.js";
 import {
   HttpConnectionManagerSchema,
   file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager,
   type HttpConnectionManager,
-} from "../../src/gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.js";
+} from "../gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.js";
 import {
   UpstreamTlsContextSchema,
   file_envoy_extensions_transport_sockets_tls_v3_tls,
-} from "../../src/gen/envoy/extensions/transport_sockets/tls/v3/tls_pb.js";
+} from "../gen/envoy/extensions/transport_sockets/tls/v3/tls_pb.js";
 import {
   HttpProtocolOptionsSchema,
   file_envoy_extensions_upstreams_http_v3_http_protocol_options,
   type HttpProtocolOptions,
-} from "../../src/gen/envoy/extensions/upstreams/http/v3/http_protocol_options_pb.js";
-import { SubjectAltNameMatcher_SanType } from "../../src/gen/envoy/extensions/transport_sockets/tls/v3/common_pb.js";
+} from "../gen/envoy/extensions/upstreams/http/v3/http_protocol_options_pb.js";
+import { SubjectAltNameMatcher_SanType } from "../gen/envoy/extensions/transport_sockets/tls/v3/common_pb.js";
+import {
+  AUTHZ_METADATA_KEYS,
+  AUTHZ_METADATA_NAMESPACE,
+  PROVIDER_REMOVED_REQUEST_HEADERS,
+  PROVIDER_SET_REQUEST_HEADERS,
+} from "../../src/contract/index.js";
+import { compileLocalReply } from "../../src/edge/local-reply.js";
+import { HeaderValueOption_HeaderAppendAction } from "../gen/envoy/config/core/v3/base_pb.js";
 
 const root = join(import.meta.dirname, "../..");
 const envoyDir = join(root, "envoy");
@@ -107,6 +118,7 @@ const jsonLogFormat = {
   response_code: "%RESPONSE_CODE%",
   duration_ms: "%DURATION%",
   response_flags: "%RESPONSE_FLAGS%",
+  request_tx_duration_ms: "%REQUEST_TX_DURATION%",
   authz: "%DYNAMIC_METADATA(envoy.filters.http.ext_authz)%",
   usage: "%DYNAMIC_METADATA(tollgate.usage)%",
   upstream_host: "%UPSTREAM_HOST%",
@@ -115,8 +127,14 @@ const jsonLogFormat = {
 
 const noRouteBody = { error: { message: "no route", type: "tollgate_error", param: null, code: "unavailable" } };
 
-/** Headers the authz service mutates on an allowed request (all with append: false, i.e. a "set"). */
-const authzMutatedHeaders = [":path", "authorization", "x-tollgate-provider", "x-tollgate-upstream-model", "x-tollgate-stream"];
+/** Headers the authz service mutates on an allowed request (all with append_action OVERWRITE_IF_EXISTS_OR_ADD, i.e. a "set"). */
+const authzMutatedHeaders = [
+  ":path",
+  "authorization",
+  "x-tollgate-provider",
+  "x-tollgate-upstream-model",
+  "x-tollgate-stream",
+];
 
 function readYaml(file: string): JsonValue {
   return parse(readFileSync(join(envoyDir, file), "utf8")) as JsonValue;
@@ -185,7 +203,8 @@ function clusterEndpoint(cluster: Cluster): string {
 }
 
 function logTypes(log: AccessLog): { types: AccessLogType[]; exclude: boolean } {
-  if (log.filter?.filterSpecifier.case !== "logTypeFilter") throw new Error(`access log ${log.name} has no log_type_filter`);
+  if (log.filter?.filterSpecifier.case !== "logTypeFilter")
+    throw new Error(`access log ${log.name} has no log_type_filter`);
   return log.filter.filterSpecifier.value;
 }
 
@@ -210,9 +229,9 @@ function mutationAllowed(rules: HeaderMutationRules, op: "set" | "append" | "rem
 function withoutDeploymentDetails(json: JsonValue): JsonValue {
   const copy = structuredClone(json) as JsonObject;
   const sr = copy["staticResources"] as JsonObject;
-  const hcm = (((sr["listeners"] as JsonObject[])[0]!["filterChains"] as JsonObject[])[0]!["filters"] as JsonObject[])[0]![
-    "typedConfig"
-  ] as JsonObject;
+  const hcm = (
+    ((sr["listeners"] as JsonObject[])[0]!["filterChains"] as JsonObject[])[0]!["filters"] as JsonObject[]
+  )[0]!["typedConfig"] as JsonObject;
   for (const filter of hcm["httpFilters"] as JsonObject[]) {
     const cfg = filter["typedConfig"] as JsonObject;
     if (cfg["@type"] === "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua") {
@@ -221,12 +240,14 @@ function withoutDeploymentDetails(json: JsonValue): JsonValue {
   }
   for (const log of hcm["accessLog"] as JsonObject[]) {
     const cfg = log["typedConfig"] as JsonObject;
-    if (cfg["@type"] === "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog") delete cfg["path"];
+    if (cfg["@type"] === "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog")
+      delete cfg["path"];
   }
   for (const cluster of sr["clusters"] as JsonObject[]) {
     delete cluster["loadAssignment"];
+    // Production speaks TLS to providers and mTLS to the control plane; local development neither.
+    delete cluster["transportSocket"];
     if (String(cluster["name"]).startsWith("provider_")) {
-      delete cluster["transportSocket"];
       const options = (cluster["typedExtensionProtocolOptions"] as JsonObject)[
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
       ] as JsonObject;
@@ -251,9 +272,9 @@ describe("envoy/*.yaml", () => {
     const fresh = (): JsonObject => structuredClone(base);
     const firstHttpFilter = (doc: JsonObject): JsonObject => {
       const sr = doc["static_resources"] as JsonObject;
-      const hcm = (((sr["listeners"] as JsonObject[])[0]!["filter_chains"] as JsonObject[])[0]!["filters"] as JsonObject[])[0]![
-        "typed_config"
-      ] as JsonObject;
+      const hcm = (
+        ((sr["listeners"] as JsonObject[])[0]!["filter_chains"] as JsonObject[])[0]!["filters"] as JsonObject[]
+      )[0]!["typed_config"] as JsonObject;
       return (hcm["http_filters"] as JsonObject[])[0]!;
     };
 
@@ -417,7 +438,10 @@ describe("envoy/*.yaml", () => {
             expect(header.name).toBe("x-tollgate-provider");
             expect(header.invertMatch).toBe(false);
             expect(header.headerMatchSpecifier.case).toBe("stringMatch");
-            const matcher = header.headerMatchSpecifier.value as { matchPattern: { case: string; value: unknown }; ignoreCase: boolean };
+            const matcher = header.headerMatchSpecifier.value as {
+              matchPattern: { case: string; value: unknown };
+              ignoreCase: boolean;
+            };
             expect(matcher.matchPattern).toEqual({ case: "exact", value: provider });
             expect(matcher.ignoreCase).toBe(false);
 
@@ -431,7 +455,13 @@ describe("envoy/*.yaml", () => {
             const timeout = seconds(action.timeout);
             expect(timeout === 0 || (timeout !== undefined && timeout >= 600)).toBe(true);
             expect(action.maxStreamDuration).toBeUndefined();
-            expect(action.retryPolicy).toBeUndefined();
+            // Retries only before the provider can have seen the request (envoy-render.test.ts has the details).
+            expect(action.retryPolicy?.retryOn.split(",").sort()).toEqual([
+              "connect-failure",
+              "refused-stream",
+              "reset-before-request",
+            ]);
+            expect(action.retryPolicy?.perTryTimeout).toBeUndefined();
 
             expect(route.requestHeadersToRemove).toContain("x-tollgate-provider");
           });
@@ -442,7 +472,10 @@ describe("envoy/*.yaml", () => {
           expect(route.match?.pathSpecifier).toEqual({ case: "prefix", value: "/" });
           expect(route.match?.headers).toEqual([]);
           expect(route.action.case).toBe("directResponse");
-          const direct = route.action.value as { status: number; body?: { specifier: { case: string; value: unknown } } };
+          const direct = route.action.value as {
+            status: number;
+            body?: { specifier: { case: string; value: unknown } };
+          };
           expect(direct.status).toBe(503);
           expect(direct.body?.specifier.case).toBe("inlineString");
           expect(JSON.parse(String(direct.body?.specifier.value))).toEqual(noRouteBody);
@@ -458,10 +491,139 @@ describe("envoy/*.yaml", () => {
         });
       });
 
+      describe("what a provider receives", () => {
+        it("the virtual host removes the client's address and account-selecting headers", () => {
+          if (hcm.routeSpecifier.case !== "routeConfig") throw new Error("expected an inline route_config");
+          const vhost = hcm.routeSpecifier.value.virtualHosts[0]!;
+          expect([...vhost.requestHeadersToRemove].sort()).toEqual([...PROVIDER_REMOVED_REQUEST_HEADERS].sort());
+        });
+        it("the virtual host sets accept-encoding: identity, so providers answer uncompressed for the usage filter", () => {
+          if (hcm.routeSpecifier.case !== "routeConfig") throw new Error("expected an inline route_config");
+          const vhost = hcm.routeSpecifier.value.virtualHosts[0]!;
+          expect(vhost.requestHeadersToAdd.map((h) => [h.header?.key, h.header?.value, h.appendAction])).toEqual(
+            Object.entries(PROVIDER_SET_REQUEST_HEADERS).map(([k, v]) => [
+              k,
+              v,
+              HeaderValueOption_HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,
+            ]),
+          );
+          expect(PROVIDER_SET_REQUEST_HEADERS["accept-encoding"]).toBe("identity");
+          // Routes neither add nor keep a coding of their own.
+          for (const route of routesOf(hcm)) {
+            expect(route.requestHeadersToAdd.filter((h) => h.header?.key === "accept-encoding")).toEqual([]);
+          }
+        });
+        it("a client's x-request-id and x-forwarded-for are not trusted: Envoy generates the id, the peer is the address", () => {
+          expect(hcm.preserveExternalRequestId).toBe(false);
+          expect(hcm.useRemoteAddress).toBe(true);
+          expect(hcm.xffNumTrustedHops).toBe(0);
+        });
+        it("no client is internal, so Envoy strips a client's x-envoy-retry-on, -max-retries, -upstream-rq-*-timeout-ms on every version", () => {
+          // Without internal_address_config, Envoy before 1.36 counts any RFC 1918 / loopback peer as internal (a
+          // load balancer in a VPC, docker's bridge) and then honours those headers from the client: a client could
+          // make Envoy send one billed request to the provider many times (retry on 5xx, 1 ms per-try timeouts,
+          // hedging). An empty cidr_ranges falls back to RFC 1918 on those versions, so the list must name a range
+          // that no peer can have.
+          const internal = hcm.internalAddressConfig;
+          expect(internal).toBeDefined();
+          expect(internal!.unixSockets).toBe(false);
+          expect(internal!.cidrRanges.length).toBeGreaterThan(0);
+          for (const range of internal!.cidrRanges) {
+            expect(`${range.addressPrefix}/${range.prefixLen ?? 0}`).toMatch(/^(0\.0\.0\.0\/32|::\/128)$/);
+          }
+        });
+      });
+
+      describe("local_reply_config: Envoy's own replies are OpenAI-shaped, authz's pass unchanged", () => {
+        const raw = readYaml(file) as JsonObject;
+        const rawHcm = (
+          (
+            ((raw["static_resources"] as JsonObject)["listeners"] as JsonObject[])[0]!["filter_chains"] as JsonObject[]
+          )[0]!["filters"] as JsonObject[]
+        )[0]!["typed_config"] as JsonObject;
+        const localReply = compileLocalReply(rawHcm["local_reply_config"]);
+        const json = new Map([["content-type", ["application/json"]]]);
+        const reply = (
+          status: number,
+          flags: string[],
+          authz: JsonObject = {},
+          body = "",
+          headers: Map<string, string[]> = new Map(),
+        ) => localReply.rewrite({ status, flags, headers, body, metadata: { [AUTHZ_METADATA_NAMESPACE]: authz } });
+        const error = (code: string, type: string) => ({
+          error: { message: expect.any(String), type, param: null, code },
+        });
+        const allowed = { [AUTHZ_METADATA_KEYS.decisionId]: "dec-1" };
+
+        it("parses strictly (no top-level body_format: it would rewrite authz's own bodies too)", () => {
+          expect(hcm.localReplyConfig).toBeDefined();
+          expect(hcm.localReplyConfig!.bodyFormat).toBeUndefined();
+        });
+        it("authz unreachable or timed out (ext_authz_error: UAEX, status_on_error, no verdict): 503 unavailable + Retry-After", () => {
+          const out = reply(503, ["UAEX"]);
+          expect(out.status).toBe(503);
+          expect(JSON.parse(out.body)).toEqual(error("unavailable", "server_error"));
+          expect(out.headers.get("retry-after")).toEqual(["1"]);
+          expect(out.headers.get("content-type")).toEqual(["application/json"]);
+        });
+        it("a refused or invalid header mutation (ext_authz_invalid: UAEX, 500): 500 internal_error", () => {
+          const out = reply(500, ["UAEX"], allowed);
+          expect(out.status).toBe(500);
+          expect(JSON.parse(out.body)).toEqual(error("internal_error", "server_error"));
+          expect(out.headers.get("content-type")).toEqual(["application/json"]);
+        });
+        it("no route (NR): 404 unsupported_endpoint", () => {
+          const out = reply(404, ["NR"]);
+          expect(out.status).toBe(404);
+          expect(JSON.parse(out.body)).toEqual(error("unsupported_endpoint", "invalid_request_error"));
+        });
+        it("a body over Envoy's buffer (413, no verdict): 413 request_too_large", () => {
+          const out = reply(413, [], allowed, "Payload Too Large");
+          expect(out.status).toBe(413);
+          expect(JSON.parse(out.body)).toEqual(error("request_too_large", "invalid_request_error"));
+          expect(out.headers.get("content-type")).toEqual(["application/json"]);
+        });
+        it("the provider unreachable before a response (UF, UH, UO, UC, retries exhausted URX): 503 unavailable + Retry-After", () => {
+          for (const flag of ["UF", "UH", "UO", "UC", "URX"]) {
+            const out = reply(503, [flag], allowed, "upstream connect error or disconnect/reset before headers");
+            expect(out.status, flag).toBe(503);
+            expect(JSON.parse(out.body), flag).toEqual(error("unavailable", "server_error"));
+            expect(out.headers.get("retry-after"), flag).toEqual(["1"]);
+          }
+        });
+        it("authz's own verdicts (a verdict in the metadata), the models answer and the no_route body pass unchanged", () => {
+          const verdicts: Array<[number, string]> = [
+            [503, "unavailable"],
+            [413, "request_too_large"],
+            [401, "invalid_api_key"],
+            [429, "rate_limit_exceeded"],
+          ];
+          for (const [status, code] of verdicts) {
+            const body = JSON.stringify({ error: { message: "m", type: "t", param: null, code } });
+            const headers = new Map([...json, ["retry-after", ["7"]]]);
+            const out = reply(status, ["UAEX"], { [AUTHZ_METADATA_KEYS.verdict]: code }, body, headers);
+            expect(out, code).toEqual({
+              status,
+              body,
+              headers: new Map([...headers, ["content-length", [String(body.length)]]]),
+            });
+          }
+          const models = reply(200, ["UAEX"], {}, '{"object":"list","data":[]}', json);
+          expect(models.status).toBe(200);
+          expect(models.body).toBe('{"object":"list","data":[]}');
+          const noRoute = reply(503, [], {}, JSON.stringify(noRouteBody), json);
+          expect(JSON.parse(noRoute.body)).toEqual(noRouteBody);
+          expect(noRoute.headers.get("retry-after")).toBeUndefined();
+        });
+      });
+
       describe("access logs", () => {
         it("are one gRPC ALS and one JSON file log, both final entries only", () => {
           expect(hcm.accessLog.map((l) => [l.name, typedConfig(l.configType).typeUrl])).toEqual([
-            ["envoy.access_loggers.http_grpc", "type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig"],
+            [
+              "envoy.access_loggers.http_grpc",
+              "type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig",
+            ],
             ["envoy.access_loggers.file", "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"],
           ]);
           for (const log of hcm.accessLog) {
@@ -504,7 +666,6 @@ describe("envoy/*.yaml", () => {
           it(`${role} is HTTP/2 at ${address} with gRPC health checks`, () => {
             const cluster = clusters.get(role)!;
             expect(clusterEndpoint(cluster)).toBe(address);
-            expect(cluster.transportSocket).toBeUndefined();
             const options = protocolOptions(cluster);
             expect(options.upstreamProtocolOptions.case).toBe("explicitHttpConfig");
             const explicit = options.upstreamProtocolOptions.value as { protocolConfig: { case: string } };
@@ -520,8 +681,47 @@ describe("envoy/*.yaml", () => {
           });
         }
 
+        for (const [role, address] of [
+          ["tollgate_authz", expected.authz],
+          ["tollgate_meter", expected.meter],
+        ] as const) {
+          const host = address.split(":")[0]!;
+          if (expected.variant === "production") {
+            it(`${role} is reached over mutual TLS: Envoy's client certificate, ${host}'s certificate checked against the private CA, ALPN h2`, () => {
+              const cluster = clusters.get(role)!;
+              expect(cluster.transportSocket?.name).toBe("envoy.transport_sockets.tls");
+              const tls = anyUnpack(typedConfig(cluster.transportSocket!.configType), UpstreamTlsContextSchema)!;
+              expect(tls.sni).toBe(host);
+              const common = tls.commonTlsContext!;
+              expect(common.alpnProtocols).toEqual(["h2"]);
+              expect(
+                common.tlsCertificates.map((c) => [c.certificateChain?.specifier, c.privateKey?.specifier]),
+              ).toEqual([
+                [
+                  { case: "filename", value: "/etc/tollgate/tls/envoy.crt" },
+                  { case: "filename", value: "/etc/tollgate/tls/envoy.key" },
+                ],
+              ]);
+              expect(common.validationContextType.case).toBe("validationContext");
+              const ctx = common.validationContextType.value as {
+                trustedCa?: { specifier: unknown };
+                matchTypedSubjectAltNames: { sanType: number; matcher?: { matchPattern: unknown } }[];
+              };
+              expect(ctx.trustedCa?.specifier).toEqual({ case: "filename", value: "/etc/tollgate/tls/ca.crt" });
+              expect(ctx.matchTypedSubjectAltNames.map((m) => [m.sanType, m.matcher?.matchPattern])).toEqual([
+                [SubjectAltNameMatcher_SanType.DNS, { case: "exact", value: host }],
+              ]);
+            });
+          } else {
+            it(`${role} is plaintext on loopback (tollgate serve without tls.*)`, () => {
+              expect(clusters.get(role)!.transportSocket).toBeUndefined();
+            });
+          }
+        }
+
         for (const [provider, host] of Object.entries(providers)) {
-          const upstream = expected.variant === "production" ? `${host}:443 over TLS` : "the mock provider over HTTP/1.1";
+          const upstream =
+            expected.variant === "production" ? `${host}:443 over TLS` : "the mock provider over HTTP/1.1";
           it(`provider_${provider} reaches ${upstream}`, () => {
             const cluster = clusters.get(`provider_${provider}`)!;
             expect(cluster.clusterDiscoveryType.case).toBe("type");
@@ -579,7 +779,9 @@ describe("envoy/*.yaml", () => {
     const drifted = structuredClone(prod);
     const clusters = (drifted["static_resources"] as JsonObject)["clusters"] as JsonObject[];
     clusters.find((c) => c["name"] === "provider_google")!["connect_timeout"] = "9s";
-    const [a, b] = [prod, drifted].map((doc) => withoutDeploymentDetails(toJson(BootstrapSchema, parseBootstrap(doc), { registry })));
+    const [a, b] = [prod, drifted].map((doc) =>
+      withoutDeploymentDetails(toJson(BootstrapSchema, parseBootstrap(doc), { registry })),
+    );
     expect(a).not.toEqual(b);
   });
 });

@@ -6,7 +6,9 @@ import { envoyCheckRequest, outcome } from "../support/authz-client.js";
 
 describe("no response, header or log line carries a key secret or its hash", () => {
   it("holds across allowed, denied and failed Checks with debug logging on", async () => {
-    const plane = await startTestPlane(sqliteTarget(), { env: { TOLLGATE_PROVIDER_OPENAI_API_KEY: "sk-upstream-secret-openai" } });
+    const plane = await startTestPlane(sqliteTarget(), {
+      env: { TOLLGATE_PROVIDER_OPENAI_API_KEY: "sk-upstream-secret-openai" },
+    });
     const secrets: string[] = [];
     const clientVisible: string[] = [];
     try {
@@ -30,7 +32,9 @@ describe("no response, header or log line carries a key secret or its hash", () 
         { secret: live.secret + "x", body: body("gpt-5.5") },
       ];
       for (const r of requests) {
-        const res = await plane.authz.check(envoyCheckRequest({ headers: { authorization: `Bearer ${r.secret}` }, body: r.body }));
+        const res = await plane.authz.check(
+          envoyCheckRequest({ headers: { authorization: `Bearer ${r.secret}` }, body: r.body }),
+        );
         const flat = outcome(res);
         // What the client or the access log sees: deny bodies and headers, response headers, metadata.
         clientVisible.push(flat.body, JSON.stringify(flat.responseHeaders), JSON.stringify(flat.metadata));
@@ -40,7 +44,11 @@ describe("no response, header or log line carries a key secret or its hash", () 
       const cold = await plane.account("pro");
       secrets.push(cold.secret);
       await plane.plane.stores.db.knex.destroy();
-      const fault = outcome(await plane.authz.check(envoyCheckRequest({ headers: { authorization: `Bearer ${cold.secret}` }, body: body("gpt-5.5") })));
+      const fault = outcome(
+        await plane.authz.check(
+          envoyCheckRequest({ headers: { authorization: `Bearer ${cold.secret}` }, body: body("gpt-5.5") }),
+        ),
+      );
       expect(fault.httpStatus).toBe(503);
       clientVisible.push(fault.body);
     } finally {

@@ -75,14 +75,19 @@ function describeDataPlane(kind: DataPlaneKind): void {
       expect(text.length).toBeGreaterThan(0);
       const last = chunks[chunks.length - 1]!;
       expect(last.usage?.completion_tokens).toBe(12);
-      expect((stack.mock.requests[0]!.body as { stream_options?: unknown }).stream_options).toEqual({ include_usage: true });
+      expect((stack.mock.requests[0]!.body as { stream_options?: unknown }).stream_options).toEqual({
+        include_usage: true,
+      });
     });
 
     it("200 GET /v1/models: lists exactly the models the key may use", async () => {
       const basic = await stack.account("basic");
       const snapshot = stack.plane.snapshot();
       const plan = snapshot.plans.get("basic")!;
-      const expected = [...snapshot.models.values()].filter((m) => !m.retired && plan.tiers.includes(m.tier)).map((m) => m.id).sort();
+      const expected = [...snapshot.models.values()]
+        .filter((m) => !m.retired && plan.tiers.includes(m.tier))
+        .map((m) => m.id)
+        .sort();
       const listed = [];
       for await (const model of client(basic.secret).models.list()) listed.push(model.id);
       expect(listed.sort()).toEqual(expected);
@@ -110,7 +115,10 @@ function describeDataPlane(kind: DataPlaneKind): void {
     it("a client-sent x-tollgate-stream does not change the body sent upstream", async () => {
       const { secret } = await stack.account("pro");
       stack.mock.clear();
-      await client(secret, { defaultHeaders: { "x-tollgate-stream": "1" } }).chat.completions.create({ model: "gpt-oss-120b", messages: USER("hi") });
+      await client(secret, { defaultHeaders: { "x-tollgate-stream": "1" } }).chat.completions.create({
+        model: "gpt-oss-120b",
+        messages: USER("hi"),
+      });
       expect((stack.mock.requests[0]!.body as { stream_options?: unknown }).stream_options).toBeUndefined();
     });
 
@@ -199,31 +207,170 @@ function describeDataPlane(kind: DataPlaneKind): void {
       const line = stack.fileLog().find((l) => l.request_id === requestId)!;
       expect(line).toBeDefined();
       expect(Object.keys(line)).toEqual([
-        "start_time", "request_id", "response_code", "duration_ms", "response_flags", "authz", "usage", "upstream_host", "log_type",
+        "start_time",
+        "request_id",
+        "response_code",
+        "duration_ms",
+        "response_flags",
+        "request_tx_duration_ms",
+        "authz",
+        "usage",
+        "upstream_host",
+        "log_type",
       ]);
-      expect(line).toMatchObject({ response_code: 200, log_type: "DownstreamEnd", authz: { decision_id: decisionId, account_id: accountId, key_id: keyId } });
+      expect(line).toMatchObject({
+        response_code: 200,
+        log_type: "DownstreamEnd",
+        authz: { decision_id: decisionId, account_id: accountId, key_id: keyId },
+      });
       expect(line.usage).toMatchObject({ completion_tokens: 9, source: "provider", complete: true });
       // The ALS entry carried the authz metadata to the meter: the usage row has the Check's decision id.
       const rows = await usageRows(accountId);
       expect(rows.find((r) => r.requestId === requestId)?.decisionId).toBe(decisionId);
     });
 
+    it("metering: a client that leaves before a non-streaming answer is billed its prompt estimate, not nothing", async () => {
+      const { secret, accountId } = await stack.account("pro");
+      const before = await stack.plane.stores.ledger.balance(accountId);
+      // The mock answers after 3 s; the client gives up after 0.4 s, once the provider has the whole prompt.
+      const gone = await client(secret, { timeout: 400 })
+        .chat.completions.create({
+          model: "gpt-oss-120b",
+          messages: USER("a prompt the provider reads [[mock:slow=3000]]"),
+        })
+        .then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+      expect(gone).toBeInstanceOf(OpenAI.APIConnectionTimeoutError);
+      await sleep(200);
+      await stack.flushAccessLogs();
+      const rows = await usageRows(accountId);
+      expect(rows).toHaveLength(1);
+      expect(rows[0]).toMatchObject({ estimated: true, completionTokens: 0, status: 0 });
+      expect(rows[0]!.promptTokens).toBeGreaterThan(0);
+      expect(rows[0]!.cost).toBeGreaterThan(0n);
+      const after = await stack.plane.stores.ledger.balance(accountId);
+      expect(before.balance - after.balance).toBe(rows[0]!.cost);
+    });
+
     it("metering: the usage log and the balance show the exact tokens and cost", async () => {
       const { secret, accountId } = await stack.account("pro");
       const before = await stack.plane.stores.ledger.balance(accountId);
-      const data = await client(secret).chat.completions.create({ model: "gpt-oss-120b", messages: USER("bill me [[mock:tokens=25]]") });
+      const data = await client(secret).chat.completions.create({
+        model: "gpt-oss-120b",
+        messages: USER("bill me [[mock:tokens=25]]"),
+      });
       const usage = data.usage!;
       const model = stack.plane.snapshot().models.get("gpt-oss-120b")!;
       const cost = requestCost(
-        { promptTokens: usage.prompt_tokens, cachedTokens: usage.prompt_tokens_details?.cached_tokens ?? 0, completionTokens: usage.completion_tokens },
+        {
+          promptTokens: usage.prompt_tokens,
+          cachedTokens: usage.prompt_tokens_details?.cached_tokens ?? 0,
+          completionTokens: usage.completion_tokens,
+        },
         model.prices,
       );
       await stack.flushAccessLogs();
       const rows = await usageRows(accountId);
       expect(rows).toHaveLength(1);
-      expect(rows[0]).toMatchObject({ promptTokens: usage.prompt_tokens, completionTokens: 25, estimated: false, cost });
+      expect(rows[0]).toMatchObject({
+        promptTokens: usage.prompt_tokens,
+        completionTokens: 25,
+        estimated: false,
+        cost,
+      });
       const after = await stack.plane.stores.ledger.balance(accountId);
       expect(before.balance - after.balance).toBe(cost);
+    });
+
+    /** The account's single usage row once billed, and the exact cost of `usage` at the model's prices. */
+    async function billedExactly(accountId: string, usage: OpenAI.CompletionUsage, completionTokens: number) {
+      expect(usage.completion_tokens).toBe(completionTokens);
+      const model = stack.plane.snapshot().models.get("gpt-oss-120b")!;
+      const cost = requestCost(
+        {
+          promptTokens: usage.prompt_tokens,
+          cachedTokens: usage.prompt_tokens_details?.cached_tokens ?? 0,
+          completionTokens: usage.completion_tokens,
+        },
+        model.prices,
+      );
+      await stack.flushAccessLogs();
+      const rows = await usageRows(accountId);
+      expect(rows).toHaveLength(1);
+      expect(rows[0]).toMatchObject({
+        promptTokens: usage.prompt_tokens,
+        completionTokens,
+        estimated: false,
+        cost,
+      });
+    }
+
+    it("gzip: a provider that compresses whenever allowed is billed exactly (JSON)", async () => {
+      const { secret, accountId } = await stack.account("pro");
+      stack.mock.clear();
+      const data = await client(secret).chat.completions.create({
+        model: "gpt-oss-120b",
+        messages: USER("zip me [[mock:gzip=1]] [[mock:tokens=23]]"),
+      });
+      expect(data.choices[0]?.message.content).toBe(`mock${" mock".repeat(22)}`);
+      await billedExactly(accountId, data.usage!, 23);
+      expect(stack.mock.requests[0]!.headers["accept-encoding"]).toBe("identity");
+    });
+
+    it("gzip: a provider that compresses whenever allowed is billed exactly (stream)", async () => {
+      const { secret, accountId } = await stack.account("pro");
+      stack.mock.clear();
+      const stream = await client(secret).chat.completions.create({
+        model: "gpt-oss-120b",
+        messages: USER("zip the stream [[mock:gzip=1]] [[mock:tokens=17]]"),
+        stream: true,
+      });
+      const chunks = [];
+      for await (const chunk of stream) chunks.push(chunk);
+      expect(chunks.map((c) => c.choices[0]?.delta.content ?? "").join("")).toBe(`mock${" mock".repeat(16)}`);
+      await billedExactly(accountId, chunks.at(-1)!.usage!, 17);
+      expect(stack.mock.requests[0]!.headers["accept-encoding"]).toBe("identity");
+    });
+
+    it("privacy: the provider gets no client address, no org/project selector, Accept-Encoding: identity; Envoy's request id", async () => {
+      const { secret } = await stack.account("pro");
+      stack.mock.clear();
+      const { response } = await client(secret, {
+        defaultHeaders: {
+          "x-forwarded-for": "198.51.100.7",
+          forwarded: "for=198.51.100.7",
+          "x-real-ip": "198.51.100.7",
+          "x-envoy-external-address": "198.51.100.7",
+          "openai-organization": "org-someone-else",
+          "openai-project": "proj-someone-else",
+          "x-goog-user-project": "someone-elses-project",
+          "x-request-id": "client-chosen-id",
+        },
+      })
+        .chat.completions.create({ model: "gpt-oss-120b", messages: USER("hi") })
+        .withResponse();
+      const sent = stack.mock.requests[0]!.headers;
+      for (const name of [
+        "x-forwarded-for",
+        "forwarded",
+        "x-real-ip",
+        "x-envoy-external-address",
+        "openai-organization",
+        "openai-project",
+        "x-goog-user-project",
+      ]) {
+        expect(sent[name], name).toBeUndefined();
+      }
+      expect(sent["accept-encoding"]).toBe("identity");
+      expect(JSON.stringify(sent)).not.toContain("198.51.100.7");
+      // Nor the peer's address (the client is on loopback here; Host is the provider's own, also loopback).
+      const values = Object.entries(sent).filter(([name]) => name !== "host");
+      expect(JSON.stringify(values)).not.toContain("127.0.0.1");
+      // The id Envoy generated (the client's is replaced), the same one the client and the access log see.
+      expect(sent["x-request-id"]).toBe(response.headers.get("x-request-id"));
+      expect(sent["x-request-id"]).not.toBe("client-chosen-id");
     });
 
     // Last: it stops authz for the rest of this stack.
@@ -234,6 +381,11 @@ function describeDataPlane(kind: DataPlaneKind): void {
       const e = await chat503(client(secret));
       expect(e).toBeInstanceOf(OpenAI.InternalServerError);
       expect(e.status).toBe(503);
+      // Envoy's own empty 503 is rewritten by local_reply_config into authz's `unavailable` answer.
+      expect(e.code).toBe("unavailable");
+      expect(e.type).toBe("server_error");
+      expect(e.headers?.get("retry-after")).toBe("1");
+      expect(e.headers?.get("content-type")).toBe("application/json");
       expect(stack.mock.requests).toHaveLength(0);
     });
     async function chat503(c: OpenAI) {

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { openStores } from "../../src/app/stores.js";
 import { loadConfig } from "../../src/config/config.js";
 import { nanos, picoPerToken, requestCost } from "../../src/domain/money.js";
-import { alsEntry, connectAls, fileLogLine, type EntryShape } from "../support/als-client.js";
+import { alsEntry, connectAls, fileLogLine, TEST_SIGNING_SECRET, type EntryShape } from "../support/als-client.js";
 import { runCli, startMeterProcess } from "../support/cli.js";
 import { freePort } from "../support/ports.js";
 
@@ -16,7 +16,12 @@ describe("meter killed mid-stream, then reconcile from the file log", () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it("ends with the ledger equal to the expected total exactly, nothing billed twice", async () => {
-    const env = { TOLLGATE_DATABASE_URL: `sqlite:${join(dir, "tollgate.db")}`, TOLLGATE_LOG_LEVEL: "warn", TOLLGATE_METER_BATCH_WINDOW_MS: "2" };
+    const env = {
+      TOLLGATE_DATABASE_URL: `sqlite:${join(dir, "tollgate.db")}`,
+      TOLLGATE_SIGNING_SECRET: TEST_SIGNING_SECRET,
+      TOLLGATE_LOG_LEVEL: "warn",
+      TOLLGATE_METER_BATCH_WINDOW_MS: "2",
+    };
     const config = loadConfig({ env });
     const stores = await openStores(config);
     const accounts: string[] = [];
@@ -43,7 +48,14 @@ describe("meter killed mid-stream, then reconcile from the file log", () => {
       }
       const usage = { prompt: 100 + i, completion: 7 * i, cached: i % 50 };
       shapes.push({ decisionId: randomUUID(), accountId, prices, usage });
-      const cost = requestCost({ promptTokens: usage.prompt, cachedTokens: usage.cached, completionTokens: usage.completion }, { input: picoPerToken(prices.input), cachedInput: picoPerToken(prices.cachedInput), output: picoPerToken(prices.output) });
+      const cost = requestCost(
+        { promptTokens: usage.prompt, cachedTokens: usage.cached, completionTokens: usage.completion },
+        {
+          input: picoPerToken(prices.input),
+          cachedInput: picoPerToken(prices.cachedInput),
+          output: picoPerToken(prices.output),
+        },
+      );
       expected.set(accountId, expected.get(accountId)! + cost);
     }
 

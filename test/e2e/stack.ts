@@ -5,6 +5,7 @@ import { delimiter, join } from "node:path";
 import { Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startControlPlane, type ControlPlane } from "../../src/app/control-plane.js";
+import { TEST_SIGNING_SECRET } from "../support/als-client.js";
 import { loadConfig, PACKAGE_ROOT } from "../../src/config/config.js";
 import { createEdge, type Edge } from "../../src/edge/edge.js";
 import { LOCAL_FILE_LOG_PATH } from "../../src/edge/envoy-contract.js";
@@ -22,10 +23,16 @@ export interface Stack {
   /** The OpenAI-compatible base URL clients use ("…/v1"). */
   baseURL: string;
   plane: ControlPlane;
+  /** The admin API's URL when the stack was started with `admin` (for CLI runs in the test). */
+  adminUrl?: string;
   mock: MockProvider;
   logs: string[];
   /** A new account on `plan` funded with `fund` nano-USD (default $10), and a key for it. */
-  account(plan?: string, key?: Partial<Parameters<ControlPlane["stores"]["keys"]["create"]>[0]>, fund?: bigint): Promise<{ accountId: string; keyId: string; secret: string }>;
+  account(
+    plan?: string,
+    key?: Partial<Parameters<ControlPlane["stores"]["keys"]["create"]>[0]>,
+    fund?: bigint,
+  ): Promise<{ accountId: string; keyId: string; secret: string }>;
   /** Pushes buffered access-log entries out (the edge flushes on demand, Envoy every second). */
   flushAccessLogs(): Promise<void>;
   /** File access-log lines written since the stack started, parsed. */
@@ -42,13 +49,28 @@ export function envoyOnPath(): string | undefined {
   return undefined;
 }
 
+/** What a suite may change in the stack. */
+export interface StackOptions {
+  /** The control plane's clock. */
+  clock?: () => number;
+  /** Also run the admin role (on an ephemeral port: `adminUrl`), so a test can run the CLI against the stack. */
+  admin?: boolean;
+  /** The catalogue file the control plane seeds (default: catalogue/default.yaml). */
+  catalogueFile?: string;
+  /** The edge's routes (provider id → origin), e.g. providerUpstreams() of a rendered bootstrap; others: the mock. */
+  upstreams?: Record<string, string>;
+  /** The bootstrap Envoy runs, or the edge stands in for (default envoy/envoy.local.yaml). */
+  envoyYamlPath?: string;
+}
+
 /**
- * Starts the stack. The edge variant uses ephemeral ports throughout; the Envoy variant must use the fixed ports
+ * Starts the stack; `clock` is the control plane's clock, so a test can move time (past a rate-limit window) without
+ * waiting. The edge variant uses ephemeral ports throughout; the Envoy variant must use the fixed ports
  * envoy/envoy.local.yaml declares (authz 9001, meter 9002, mock 9100, listener 10000, admin 9901), so it cannot
  * run beside a `tollgate serve` on the same machine. The control plane is started directly (not startTestPlane)
  * because the Envoy variant needs authz on its fixed port.
  */
-export async function startStack(kind: DataPlaneKind): Promise<Stack> {
+export async function startStack(kind: DataPlaneKind, options: StackOptions = {}): Promise<Stack> {
   const target = sqliteTarget();
   const logs: string[] = [];
   const destination = new Writable({
@@ -59,18 +81,21 @@ export async function startStack(kind: DataPlaneKind): Promise<Stack> {
   });
   const fixed = kind === "envoy";
   const config = loadConfig({
-    env: { TOLLGATE_DATABASE_URL: target.url },
+    env: { TOLLGATE_DATABASE_URL: target.url, TOLLGATE_SIGNING_SECRET: TEST_SIGNING_SECRET },
     overrides: {
       "authz.listen": fixed ? "127.0.0.1:9001" : "127.0.0.1:0",
       "meter.listen": fixed ? "127.0.0.1:9002" : "127.0.0.1:0",
       "keys.poll_interval_ms": 200,
+      ...(options.catalogueFile ? { "catalogue.file": options.catalogueFile } : {}),
+      ...(options.admin ? { "admin.listen": "127.0.0.1:0" } : {}),
     },
   });
   const logger = createLogger({ level: "debug", destination });
   const plane = await startControlPlane(config, {
-    roles: ["authz", "meter"],
+    roles: options.admin ? ["authz", "meter", "admin"] : ["authz", "meter"],
     logger,
     mockProviders: true,
+    clock: options.clock,
   });
   // The meter role is always started above, so the real meter receives the access log.
   const meterServer = plane.metering.server;
@@ -94,6 +119,8 @@ export async function startStack(kind: DataPlaneKind): Promise<Stack> {
       host: "127.0.0.1",
       port: 0,
       defaultUpstream: mock.url,
+      upstreams: options.upstreams,
+      envoyYamlPath: options.envoyYamlPath,
       fileLogPath,
       alsFlushIntervalMs: 50,
       logger,
@@ -102,7 +129,8 @@ export async function startStack(kind: DataPlaneKind): Promise<Stack> {
   } else {
     fileLogPath = LOCAL_FILE_LOG_PATH;
     fileLogStart = existsSync(fileLogPath) ? statSync(fileLogPath).size : 0;
-    envoy = spawn(envoyOnPath()!, ["-c", "envoy/envoy.local.yaml", "--disable-hot-restart", "--log-level", "warn"], {
+    const bootstrap = options.envoyYamlPath ?? "envoy/envoy.local.yaml";
+    envoy = spawn(envoyOnPath()!, ["-c", bootstrap, "--disable-hot-restart", "--log-level", "warn"], {
       cwd: PACKAGE_ROOT,
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -116,12 +144,18 @@ export async function startStack(kind: DataPlaneKind): Promise<Stack> {
     kind,
     baseURL,
     plane,
+    adminUrl: plane.admin ? `http://127.0.0.1:${plane.admin.port}` : undefined,
     mock,
     logs,
     async account(plan = "pro", key = {}, fund = 10_000_000_000n) {
       const account = await plane.stores.accounts.create({ name: "E2E account", planId: plan });
       if (fund > 0n) {
-        const { change } = await plane.stores.ledger.topUp({ accountId: account.id, amount: nanos(fund), feeBps: 2_500, now: Date.now() });
+        const { change } = await plane.stores.ledger.topUp({
+          accountId: account.id,
+          amount: nanos(fund),
+          feeBps: 2_500,
+          now: (options.clock ?? Date.now)(),
+        });
         await plane.metering.credits.committed([change]);
       }
       const issued = await plane.stores.keys.create({ accountId: account.id, name: "e2e", ...key });

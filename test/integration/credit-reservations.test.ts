@@ -1,15 +1,23 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { nanos } from "../../src/domain/money.js";
-import type { UsageEvent } from "../../src/domain/metering.js";
+import { describeCluster, suiteRedisCluster } from "../support/redis-cluster.js";
 import { describeWith, postgresTarget, sqliteTarget, suiteRedis, type StoreTarget } from "../support/services.js";
 import { startTestPlane, type TestPlane } from "../support/control-plane.js";
 import { envoyCheckRequest, outcome } from "../support/authz-client.js";
 import { alsEntry, connectAls } from "../support/als-client.js";
+import { worstCaseEvents } from "../support/credit-stack.js";
 
-const BODY = JSON.stringify({ model: "gpt-5.5", max_tokens: 100, messages: [{ role: "user", content: "How many credits do I have?" }] });
+const BODY = JSON.stringify({
+  model: "gpt-5.5",
+  max_tokens: 100,
+  messages: [{ role: "user", content: "How many credits do I have?" }],
+});
 
 function request(secret: string) {
-  return envoyCheckRequest({ headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" }, body: BODY });
+  return envoyCheckRequest({
+    headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" },
+    body: BODY,
+  });
 }
 
 /**
@@ -17,7 +25,12 @@ function request(secret: string) {
  * admitted, the rest get 402 insufficient_credits, and settling every admitted request at its full worst case
  * leaves the balance at or above zero.
  */
-function concurrentAdmissions(makeTarget: () => StoreTarget, env: Record<string, string>) {
+function concurrentAdmissions(
+  makeTarget: () => StoreTarget,
+  environment: Record<string, string> | (() => Record<string, string>),
+) {
+  // A function when the service's address is known only once the suite has started it (a Redis Cluster).
+  const env = () => (typeof environment === "function" ? environment() : environment);
   let t: TestPlane | undefined;
   afterEach(async () => {
     await t?.close();
@@ -25,7 +38,7 @@ function concurrentAdmissions(makeTarget: () => StoreTarget, env: Record<string,
   });
 
   it("admits at most 10 of 200 concurrent requests and the balance never goes below zero", async () => {
-    t = await startTestPlane(makeTarget(), { env, accountCredits: 0n });
+    t = await startTestPlane(makeTarget(), { env: env(), accountCredits: 0n });
     const ledger = t.plane.stores.ledger;
     // The worst case for this body, read from a probe account's admission metadata.
     const probe = await t.account("pro");
@@ -44,12 +57,7 @@ function concurrentAdmissions(makeTarget: () => StoreTarget, env: Record<string,
     expect(refused.every((r) => r.httpStatus === 402 && r.error?.code === "insufficient_credits")).toBe(true);
 
     // Settle every admitted request at its full worst case through the meter's commit path.
-    const events: UsageEvent[] = admitted.map((r) => ({
-      decisionId: r.metadata.decision_id as string, accountId, keyId: r.metadata.key_id as string, model: "gpt-5.5", provider: "openai",
-      prices: { input: 0n, cachedInput: 0n, output: 0n } as never, reservedNanos: nanos(worst), requestId: "r", status: 200,
-      startMs: Date.now(), durationMs: 1, promptTokens: 1, completionTokens: 1, cachedTokens: 0, reasoningTokens: 0,
-      cost: nanos(worst), estimated: false,
-    }));
+    const events = worstCaseEvents(admitted, accountId, worst);
     const result = await ledger.commit({ events, expired: [], deadLetters: [], now: Date.now() });
     await t.plane.metering.credits.committed(result.changes);
     const balance = (await ledger.balance(accountId)).balance;
@@ -61,7 +69,10 @@ function concurrentAdmissions(makeTarget: () => StoreTarget, env: Record<string,
   });
 
   it("the meter settles a billed request's tokens in its key's window: the reservation becomes the actual usage", async () => {
-    t = await startTestPlane(makeTarget(), { env: { ...env, TOLLGATE_METER_LISTEN: "127.0.0.1:0", TOLLGATE_METER_BATCH_WINDOW_MS: "2" }, roles: ["authz", "meter"] });
+    t = await startTestPlane(makeTarget(), {
+      env: { ...env(), TOLLGATE_METER_LISTEN: "127.0.0.1:0", TOLLGATE_METER_BATCH_WINDOW_MS: "2" },
+      roles: ["authz", "meter"],
+    });
     const { accountId, secret } = await t.account("pro", { tokensPerMinute: 5000 });
     const first = outcome(await t.authz.check(request(secret)));
     expect(first.allowed).toBe(true);
@@ -70,7 +81,14 @@ function concurrentAdmissions(makeTarget: () => StoreTarget, env: Record<string,
 
     const als = connectAls(`127.0.0.1:${t.plane.metering.server!.port}`);
     const stream = als.open();
-    stream.send([alsEntry({ decisionId: first.metadata.decision_id as string, accountId, keyId: first.metadata.key_id as string, usage: { prompt: 10, completion: 5 } })]);
+    stream.send([
+      alsEntry({
+        decisionId: first.metadata.decision_id as string,
+        accountId,
+        keyId: first.metadata.key_id as string,
+        usage: { prompt: 10, completion: 5 },
+      }),
+    ]);
     await stream.end();
     als.close();
     await t.plane.metering.meter.drain();
@@ -86,6 +104,23 @@ describeWith("postgres", "credit reservations [postgres + redis]", (databaseUrl)
   describeWith("redis", "with redis", (redisUrl) => {
     const prefix = `test-credits-${process.pid}-${Date.now()}`;
     suiteRedis(redisUrl, `${prefix}:`); // deletes the suite's keys afterwards
-    concurrentAdmissions(() => postgresTarget(databaseUrl), { TOLLGATE_REDIS_URL: redisUrl, TOLLGATE_REDIS_PREFIX: prefix });
+    concurrentAdmissions(() => postgresTarget(databaseUrl), {
+      TOLLGATE_REDIS_URL: redisUrl,
+      TOLLGATE_REDIS_PREFIX: prefix,
+    });
+  });
+});
+
+describeWith("postgres", "credit reservations [postgres + redis cluster]", (databaseUrl) => {
+  describeCluster("with a redis cluster", (cluster) => {
+    const prefix = `test-credits-${process.pid}-${Date.now()}`;
+    suiteRedisCluster(cluster, `${prefix}:`); // deletes the suite's keys afterwards
+    concurrentAdmissions(
+      () => postgresTarget(databaseUrl),
+      () => ({
+        TOLLGATE_REDIS_URL: cluster().url,
+        TOLLGATE_REDIS_PREFIX: prefix,
+      }),
+    );
   });
 });

@@ -9,10 +9,11 @@ import { spoolFileFor } from "../../src/adapters/spool/sqlite-spool.js";
 import { openStores, type Stores } from "../../src/app/stores.js";
 import { loadConfig } from "../../src/config/config.js";
 import { nanos, picoPerToken, requestCost } from "../../src/domain/money.js";
-import { alsEntry, connectAls, fileLogLine, type EntryShape } from "../support/als-client.js";
+import { alsEntry, connectAls, fileLogLine, TEST_SIGNING_SECRET, type EntryShape } from "../support/als-client.js";
 import { postgresBinDir, startPostgresInstance } from "../support/postgres-instance.js";
 import { freePort } from "../support/ports.js";
 import { runCli, startMeterProcess, until, type MeterProcess } from "../support/cli.js";
+import { pausedLine, startPausedMeterProcess } from "../support/paused-ledger.js";
 
 const CI = process.env.CI === "true" || process.env.CI === "1";
 const PRICES = { input: 2_500_000n, cachedInput: 1_250_000n, output: 10_000_000n };
@@ -33,7 +34,10 @@ async function kill(meter: MeterProcess): Promise<void> {
 class Workload {
   readonly shapes: EntryShape[] = [];
   readonly expected = new Map<string, bigint>();
-  constructor(readonly accounts: string[], readonly file: string) {
+  constructor(
+    readonly accounts: string[],
+    readonly file: string,
+  ) {
     for (const a of accounts) this.expected.set(a, 0n);
   }
   /** n new billable entries, written to the JSON file log first (as Envoy does) and returned for ALS. */
@@ -45,7 +49,14 @@ class Workload {
       const usage = { prompt: 100 + (k % 300), completion: 7 * (k % 90), cached: k % 50 };
       const shape: EntryShape = { decisionId: randomUUID(), accountId, prices: PRICES, usage };
       this.shapes.push(shape);
-      const cost = requestCost({ promptTokens: usage.prompt, cachedTokens: usage.cached, completionTokens: usage.completion }, { input: picoPerToken(PRICES.input), cachedInput: picoPerToken(PRICES.cachedInput), output: picoPerToken(PRICES.output) });
+      const cost = requestCost(
+        { promptTokens: usage.prompt, cachedTokens: usage.cached, completionTokens: usage.completion },
+        {
+          input: picoPerToken(PRICES.input),
+          cachedInput: picoPerToken(PRICES.cachedInput),
+          output: picoPerToken(PRICES.output),
+        },
+      );
       this.expected.set(accountId, this.expected.get(accountId)! + cost);
       appendFileSync(this.file, fileLogLine(shape) + "\n");
       out.push(shape);
@@ -70,7 +81,9 @@ async function debits(stores: Stores): Promise<number> {
 
 /** Every decision billed exactly once, every balance equal to its top-up minus the exact expected cost. */
 async function expectExact(stores: Stores, work: Workload): Promise<void> {
-  const rows = (await stores.db.knex("ledger_entries").where({ kind: "usage_debit" }).select("decision_id")) as Array<{ decision_id: string }>;
+  const rows = (await stores.db.knex("ledger_entries").where({ kind: "usage_debit" }).select("decision_id")) as Array<{
+    decision_id: string;
+  }>;
   const per = new Map<string, number>();
   for (const r of rows) per.set(r.decision_id, (per.get(r.decision_id) ?? 0) + 1);
   expect(per.size).toBe(work.shapes.length);
@@ -87,7 +100,13 @@ describe("drill: SIGKILL of the meter in the middle of a ledger commit (SQLite)"
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it("loses nothing and bills nothing twice after restart and reconcile of the file log", async () => {
-    const env = { TOLLGATE_DATABASE_URL: `sqlite:${join(dir, "tollgate.db")}`, TOLLGATE_LOG_LEVEL: "warn", TOLLGATE_METER_BATCH_WINDOW_MS: "2", TOLLGATE_METER_SPOOL_DIR: join(dir, "spool") };
+    const env = {
+      TOLLGATE_DATABASE_URL: `sqlite:${join(dir, "tollgate.db")}`,
+      TOLLGATE_SIGNING_SECRET: TEST_SIGNING_SECRET,
+      TOLLGATE_LOG_LEVEL: "warn",
+      TOLLGATE_METER_BATCH_WINDOW_MS: "2",
+      TOLLGATE_METER_SPOOL_DIR: join(dir, "spool"),
+    };
     const stores = await openStores(loadConfig({ env }));
     try {
       const work = new Workload(await seed(stores, 3), join(dir, "access.json"));
@@ -101,20 +120,22 @@ describe("drill: SIGKILL of the meter in the middle of a ledger commit (SQLite)"
       await kill(meter);
       als.close();
 
-      // Round 1 (and 2 with DRILL_KILLS=2): every commit pauses inside its transaction (test-only hook); the kill lands there.
+      // Round 1 (and 2 with DRILL_KILLS=2): a test build of the meter whose every commit pauses inside its transaction
+      // (a wrapped ledger store, test/support/paused-ledger.ts); the kill lands there.
       const kills = Number(process.env.DRILL_KILLS ?? 1);
       for (let round = 1; round <= kills; round++) {
-        meter = await startMeter({ ...env, TOLLGATE_TEST_PAUSE_IN_COMMIT_MS: "20000" });
+        meter = await startPausedMeterProcess(await freePort(), env, 20_000);
         als = connectAls(meter.address);
         stream = als.open();
         stream.send(work.next(40).map(alsEntry));
         stream.send(work.shapes.slice(0, 20).map(alsEntry)); // redelivered old entries ride in the same commit
-        await until(`round ${round} paused inside a commit`, () => meter.stderr().includes("paused 20000 ms inside a ledger commit"));
+        await until(`round ${round} paused inside a commit`, () => meter.stderr().includes(pausedLine(20_000)));
         await kill(meter);
         als.close();
         // The killed transaction left nothing behind: still exactly round 0's debits, and the books balance.
         expect(await debits(stores)).toBe(150);
-        for (const a of work.accounts) expect(await stores.ledger.entriesTotal(a)).toBe((await stores.ledger.balance(a)).balance);
+        for (const a of work.accounts)
+          expect(await stores.ledger.entriesTotal(a)).toBe((await stores.ledger.balance(a)).balance);
       }
 
       // Round 3: a healthy meter again; new entries and a redelivery of round 0 (ALS never resends the killed
@@ -131,7 +152,12 @@ describe("drill: SIGKILL of the meter in the middle of a ledger commit (SQLite)"
       // Reconcile of Envoy's JSON file log bills exactly the entries the killed commits held (40 per kill).
       const reconcile = await runCli(["reconcile", work.file, "--json"], env);
       expect(reconcile.code, reconcile.stderr).toBe(0);
-      expect(JSON.parse(reconcile.stdout)).toMatchObject({ lines: 210 + 40 * kills, billed: 40 * kills, already_billed: 210, dead_lettered: 0 });
+      expect(JSON.parse(reconcile.stdout)).toMatchObject({
+        lines: 210 + 40 * kills,
+        billed: 40 * kills,
+        already_billed: 210,
+        dead_lettered: 0,
+      });
       await expectExact(stores, work);
     } finally {
       await stores.db.close();
@@ -150,7 +176,13 @@ pgSuite("drill: SIGKILL of the meter while PostgreSQL is down (spool replayed at
     let stores: Stores | undefined;
     try {
       const spoolDir = join(dir, "spool");
-      const env = { TOLLGATE_DATABASE_URL: pg.url, TOLLGATE_LOG_LEVEL: "warn", TOLLGATE_METER_BATCH_WINDOW_MS: "2", TOLLGATE_METER_SPOOL_DIR: spoolDir };
+      const env = {
+        TOLLGATE_DATABASE_URL: pg.url,
+        TOLLGATE_SIGNING_SECRET: TEST_SIGNING_SECRET,
+        TOLLGATE_LOG_LEVEL: "warn",
+        TOLLGATE_METER_BATCH_WINDOW_MS: "2",
+        TOLLGATE_METER_SPOOL_DIR: spoolDir,
+      };
       stores = await openStores(loadConfig({ env }));
       const work = new Workload(await seed(stores, 3), join(dir, "access.json"));
       const spoolFile = spoolFileFor(spoolDir, pg.url);
@@ -166,7 +198,7 @@ pgSuite("drill: SIGKILL of the meter while PostgreSQL is down (spool replayed at
       };
 
       let meter = await startMeter(env);
-      let als = connectAls(meter.address);
+      const als = connectAls(meter.address);
       const stream = als.open();
       for (let i = 0; i < 4; i++) stream.send(work.next(25).map(alsEntry));
       await until("first 100 billed", async () => (await debits(stores!)) === 100);

@@ -18,7 +18,11 @@ const PRICES = { input: 2_500_000n, cachedInput: 1_250_000n, output: 10_000_000n
 function costOf(u: { prompt: number; completion: number; cached: number }): bigint {
   return requestCost(
     { promptTokens: u.prompt, cachedTokens: u.cached, completionTokens: u.completion },
-    { input: picoPerToken(PRICES.input), cachedInput: picoPerToken(PRICES.cachedInput), output: picoPerToken(PRICES.output) },
+    {
+      input: picoPerToken(PRICES.input),
+      cachedInput: picoPerToken(PRICES.cachedInput),
+      output: picoPerToken(PRICES.output),
+    },
   );
 }
 
@@ -35,7 +39,14 @@ suite("drill: PostgreSQL stopped and restarted under a stream of access-log entr
     pg = await startPostgresInstance();
     t = await startTestPlane(
       { name: "postgres", url: pg.url, cleanup: async () => undefined },
-      { roles: ["authz", "meter"], env: { TOLLGATE_METER_LISTEN: "127.0.0.1:0", TOLLGATE_METER_BATCH_WINDOW_MS: "2", TOLLGATE_METER_SPOOL_DIR: spoolDir } },
+      {
+        roles: ["authz", "meter"],
+        env: {
+          TOLLGATE_METER_LISTEN: "127.0.0.1:0",
+          TOLLGATE_METER_BATCH_WINDOW_MS: "2",
+          TOLLGATE_METER_SPOOL_DIR: spoolDir,
+        },
+      },
     );
   }, 30_000);
   afterAll(async () => {
@@ -50,7 +61,9 @@ suite("drill: PostgreSQL stopped and restarted under a stream of access-log entr
     const TOP_UP = 1_000_000_000_000n; // startTestPlane's default funding, fee 0
     const meter = t.plane.metering.meter;
     // Warm the key (and the account's credit state) while the database is up.
-    expect(outcome(await t.authz.check(envoyCheckRequest({ headers: bearer(secret), body: chat() }))).allowed).toBe(true);
+    expect(outcome(await t.authz.check(envoyCheckRequest({ headers: bearer(secret), body: chat() }))).allowed).toBe(
+      true,
+    );
 
     const als = connectAls(`127.0.0.1:${t.plane.metering.server!.port}`);
     const streams = [als.open(), als.open(), als.open()];
@@ -90,7 +103,9 @@ suite("drill: PostgreSQL stopped and restarted under a stream of access-log entr
         // Authz during the outage: a warm key is decided from caches; an unknown key is a 503, not a crash.
         const warm = outcome(await t.authz.check(envoyCheckRequest({ headers: bearer(secret), body: chat() })));
         expect(warm.allowed).toBe(true);
-        const unknown = outcome(await t.authz.check(envoyCheckRequest({ headers: bearer(mintSecret().secret), body: chat() })));
+        const unknown = outcome(
+          await t.authz.check(envoyCheckRequest({ headers: bearer(mintSecret().secret), body: chat() })),
+        );
         expect(unknown.httpStatus).toBe(503);
         expect(unknown.error?.code).toBe("unavailable");
         expect(unknown.headers["retry-after"]).toBeDefined();
@@ -114,7 +129,9 @@ suite("drill: PostgreSQL stopped and restarted under a stream of access-log entr
     await meter.drain();
 
     const knex = t.plane.stores.db.knex;
-    const rows = (await knex("ledger_entries").where({ account_id: accountId, kind: "usage_debit" }).select("decision_id")) as Array<{ decision_id: string }>;
+    const rows = (await knex("ledger_entries")
+      .where({ account_id: accountId, kind: "usage_debit" })
+      .select("decision_id")) as Array<{ decision_id: string }>;
     const perDecision = new Map<string, number>();
     for (const r of rows) perDecision.set(r.decision_id, (perDecision.get(r.decision_id) ?? 0) + 1);
     expect(shapes.length).toBe(600);

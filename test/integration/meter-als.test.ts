@@ -13,7 +13,11 @@ describeStores("meter: StreamAccessLogs into the ledger", (target) => {
   let accountId: string;
 
   beforeEach(async () => {
-    t = await startTestPlane(target(), { accountCredits: 0n, roles: ["authz", "meter"], env: { TOLLGATE_METER_LISTEN: "127.0.0.1:0", TOLLGATE_METER_BATCH_WINDOW_MS: "2" } });
+    t = await startTestPlane(target(), {
+      accountCredits: 0n,
+      roles: ["authz", "meter"],
+      env: { TOLLGATE_METER_LISTEN: "127.0.0.1:0", TOLLGATE_METER_BATCH_WINDOW_MS: "2" },
+    });
     als = connectAls(`127.0.0.1:${t.plane.metering.server!.port}`);
     ({ accountId } = await t.account("pro"));
     await t.plane.stores.ledger.topUp({ accountId, amount: nanos(5_000_000_000n), feeBps: 2500, now: Date.now() });
@@ -27,7 +31,11 @@ describeStores("meter: StreamAccessLogs into the ledger", (target) => {
 
   it("debits once when the same entry arrives three times over two streams", async () => {
     const decisionId = randomUUID();
-    const entry = alsEntry({ decisionId, accountId, usage: { prompt: 1200, completion: 345, cached: 200, reasoning: 45 } });
+    const entry = alsEntry({
+      decisionId,
+      accountId,
+      usage: { prompt: 1200, completion: 345, cached: 200, reasoning: 45 },
+    });
     const first = als.open();
     first.send([entry]);
     first.send([entry]);
@@ -38,14 +46,27 @@ describeStores("meter: StreamAccessLogs into the ledger", (target) => {
     await second.end();
     await t.plane.metering.meter.drain();
 
-    const cost = requestCost({ promptTokens: 1200, cachedTokens: 200, completionTokens: 345 }, { input: picoPerToken(2_500_000n), cachedInput: picoPerToken(1_250_000n), output: picoPerToken(10_000_000n) });
+    const cost = requestCost(
+      { promptTokens: 1200, cachedTokens: 200, completionTokens: 345 },
+      { input: picoPerToken(2_500_000n), cachedInput: picoPerToken(1_250_000n), output: picoPerToken(10_000_000n) },
+    );
     const debits = (await ledger().entries(accountId)).filter((e) => e.kind === "usage_debit");
     expect(debits).toEqual([{ kind: "usage_debit", amount: -cost, decisionId, estimated: false }]);
     expect((await ledger().balance(accountId)).balance).toBe(5_000_000_000n - cost);
     expect(await ledger().entriesTotal(accountId)).toBe(5_000_000_000n - cost);
     const usage = await ledger().usage({ accountId });
     expect(usage).toHaveLength(1);
-    expect(usage[0]).toMatchObject({ decisionId, promptTokens: 1200, completionTokens: 345, cachedTokens: 200, reasoningTokens: 45, cost, status: 200, durationMs: 1250, estimated: false });
+    expect(usage[0]).toMatchObject({
+      decisionId,
+      promptTokens: 1200,
+      completionTokens: 345,
+      cachedTokens: 200,
+      reasoningTokens: 45,
+      cost,
+      status: 200,
+      durationMs: 1250,
+      estimated: false,
+    });
     expect(t.plane.metering.meter.totals).toMatchObject({ received: 3, billed: 1, alreadyBilled: 2 });
   });
 
@@ -61,9 +82,18 @@ describeStores("meter: StreamAccessLogs into the ledger", (target) => {
       s.send(batch);
       s.send([alsEntry({ accountId })]); // denied: no decision id
     });
-    streams[0]!.send([alsEntry({ decisionId: randomUUID(), accountId, usage: { prompt: 1, completion: 1 }, logType: AccessLogType.DownstreamPeriodic })]);
+    streams[0]!.send([
+      alsEntry({
+        decisionId: randomUUID(),
+        accountId,
+        usage: { prompt: 1, completion: 1 },
+        logType: AccessLogType.DownstreamPeriodic,
+      }),
+    ]);
     const broken = alsEntry({ decisionId: randomUUID(), accountId, usage: { prompt: 1, completion: 1 } });
-    (broken.commonProperties!.metadata!.filterMetadata["envoy.filters.http.ext_authz"] as Record<string, unknown>).price_output = "1.5";
+    (
+      broken.commonProperties!.metadata!.filterMetadata["envoy.filters.http.ext_authz"] as Record<string, unknown>
+    ).price_output = "1.5";
     streams[1]!.send([broken]);
     await Promise.all(streams.map((s) => s.end()));
     await t.plane.metering.meter.drain();
@@ -77,11 +107,14 @@ describeStores("meter: StreamAccessLogs into the ledger", (target) => {
   });
 
   it("dead-letters an entry that is not protobuf alone and bills its neighbours in the same message", async () => {
-    const good = [randomUUID(), randomUUID()].map((decisionId) => toBinary(HTTPAccessLogEntrySchema, alsEntry({ decisionId, accountId, usage: { prompt: 7, completion: 3 } })));
+    const good = [randomUUID(), randomUUID()].map((decisionId) =>
+      toBinary(HTTPAccessLogEntrySchema, alsEntry({ decisionId, accountId, usage: { prompt: 7, completion: 3 } })),
+    );
     const garbage = new Uint8Array([0x0a, 0x09, 0x01]); // common_properties claiming 9 bytes, with 1
     // StreamAccessLogsMessage{http_logs{log_entry: good, garbage, good}}, written by hand: no encoder writes garbage.
     const lengthPrefix = (n: number) => Buffer.from(n < 0x80 ? [n] : [(n & 0x7f) | 0x80, n >> 7]);
-    const field = (tag: number, payload: Uint8Array) => Buffer.concat([Buffer.from([tag]), lengthPrefix(payload.length), payload]);
+    const field = (tag: number, payload: Uint8Array) =>
+      Buffer.concat([Buffer.from([tag]), lengthPrefix(payload.length), payload]);
     const entries = Buffer.concat([field(0x0a, good[0]!), field(0x0a, garbage), field(0x0a, good[1]!)]);
     const stream = als.open();
     stream.send([]);
@@ -102,7 +135,11 @@ describeStores("meter: StreamAccessLogs into the ledger", (target) => {
     const s = als.open();
     s.send([
       alsEntry({ decisionId: errorId, accountId, status: 503, usage: null }),
-      alsEntry({ decisionId: cutId, accountId, usage: { prompt: 100, completion: 40, source: "estimate", complete: false } }),
+      alsEntry({
+        decisionId: cutId,
+        accountId,
+        usage: { prompt: 100, completion: 40, source: "estimate", complete: false },
+      }),
     ]);
     await s.end();
     await t.plane.metering.meter.drain();

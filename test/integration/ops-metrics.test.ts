@@ -35,10 +35,16 @@ describe("ops: /metrics exposition", () => {
   it("counts Checks by verdict, access-log entries by outcome, ledger batches and open reservations, on the admin port and metrics.listen", async () => {
     t = await startTestPlane(sqliteTarget(), {
       roles: ["authz", "meter", "admin"],
-      env: { TOLLGATE_METER_LISTEN: "127.0.0.1:0", TOLLGATE_ADMIN_LISTEN: "127.0.0.1:0", TOLLGATE_METRICS_LISTEN: "127.0.0.1:0", TOLLGATE_METER_BATCH_WINDOW_MS: "1" },
+      env: {
+        TOLLGATE_METER_LISTEN: "127.0.0.1:0",
+        TOLLGATE_ADMIN_LISTEN: "127.0.0.1:0",
+        TOLLGATE_METRICS_LISTEN: "127.0.0.1:0",
+        TOLLGATE_METER_BATCH_WINDOW_MS: "1",
+      },
     });
     const { accountId, secret } = await t.account("pro");
-    const check = async (headers: Record<string, string>, text: string) => outcome(await t!.authz.check(envoyCheckRequest({ headers, body: text })));
+    const check = async (headers: Record<string, string>, text: string) =>
+      outcome(await t!.authz.check(envoyCheckRequest({ headers, body: text })));
 
     const allowed = [];
     for (let i = 0; i < 3; i++) allowed.push(await check({ authorization: `Bearer ${secret}` }, body("gpt-5.5")));
@@ -48,7 +54,9 @@ describe("ops: /metrics exposition", () => {
     // Change the last character to a different one (a fixed "x" is the same key whenever the secret ends in x).
     const wrong = secret.slice(0, -1) + (secret.endsWith("x") ? "y" : "x");
     expect((await check({ authorization: `Bearer ${wrong}` }, body("gpt-5.5"))).error?.code).toBe("invalid_api_key");
-    expect((await check({ authorization: `Bearer ${secret}` }, body("no-such-model"))).error?.code).toBe("model_not_found");
+    expect((await check({ authorization: `Bearer ${secret}` }, body("no-such-model"))).error?.code).toBe(
+      "model_not_found",
+    );
 
     const before = await scrape(t.plane.admin!.port);
     expect(before.contentType).toMatch(/^text\/plain; version=0\.0\.4/);
@@ -68,13 +76,21 @@ describe("ops: /metrics exposition", () => {
     const end = Date.now();
     const usage = { prompt: 10, completion: 5 };
     const malformed = alsEntry({ decisionId: "dead-0001", accountId, usage });
-    (malformed.commonProperties!.metadata!.filterMetadata["envoy.filters.http.ext_authz"] as Record<string, unknown>).price_output = "1.5";
+    (
+      malformed.commonProperties!.metadata!.filterMetadata["envoy.filters.http.ext_authz"] as Record<string, unknown>
+    ).price_output = "1.5";
     const als = connectAls(`127.0.0.1:${t.plane.metering.server!.port}`);
     try {
       const stream = als.open();
-      stream.send([alsEntry({ decisionId: first, accountId, usage, startMs: end - 1250 }), alsEntry({ decisionId: second, accountId, usage, startMs: end - 1250 })]);
+      stream.send([
+        alsEntry({ decisionId: first, accountId, usage, startMs: end - 1250 }),
+        alsEntry({ decisionId: second, accountId, usage, startMs: end - 1250 }),
+      ]);
       stream.send([alsEntry({ decisionId: first, accountId, usage, startMs: end - 1250 }), alsEntry({ accountId })]);
-      stream.send([alsEntry({ decisionId: "periodic-1", accountId, usage, logType: AccessLogType.DownstreamPeriodic }), malformed]);
+      stream.send([
+        alsEntry({ decisionId: "periodic-1", accountId, usage, logType: AccessLogType.DownstreamPeriodic }),
+        malformed,
+      ]);
       await stream.end();
     } finally {
       als.close();
@@ -112,14 +128,20 @@ describe("ops: /metrics exposition", () => {
   it("counts a failed Check as unavailable and a failed ledger commit as a SQL error; /readyz turns 503 with the store gone", async () => {
     t = await startTestPlane(sqliteTarget(), {
       roles: ["authz", "meter", "admin"],
-      env: { TOLLGATE_METER_LISTEN: "127.0.0.1:0", TOLLGATE_ADMIN_LISTEN: "127.0.0.1:0", TOLLGATE_METER_BATCH_WINDOW_MS: "1" },
+      env: {
+        TOLLGATE_METER_LISTEN: "127.0.0.1:0",
+        TOLLGATE_ADMIN_LISTEN: "127.0.0.1:0",
+        TOLLGATE_METER_BATCH_WINDOW_MS: "1",
+      },
     });
     const { accountId, secret } = await t.account("pro");
     const ready = await fetch(`http://127.0.0.1:${t.plane.admin!.port}/readyz`);
     expect(ready.status).toBe(200);
     await t.plane.stores.db.knex.destroy();
     // A key never seen before needs the store: the Check answers 503 and counts as unavailable.
-    const fault = outcome(await t.authz.check(envoyCheckRequest({ headers: { authorization: `Bearer ${secret}` }, body: body("gpt-5.5") })));
+    const fault = outcome(
+      await t.authz.check(envoyCheckRequest({ headers: { authorization: `Bearer ${secret}` }, body: body("gpt-5.5") })),
+    );
     expect(fault.httpStatus).toBe(503);
     const als = connectAls(`127.0.0.1:${t.plane.metering.server!.port}`);
     try {

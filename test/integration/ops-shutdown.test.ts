@@ -11,9 +11,8 @@ import { openStores } from "../../src/app/stores.js";
 import { loadConfig, PACKAGE_ROOT } from "../../src/config/config.js";
 import { nanos } from "../../src/domain/money.js";
 import { connectAuthz, envoyCheckRequest, outcome } from "../support/authz-client.js";
-import { alsEntry, connectAls } from "../support/als-client.js";
+import { alsEntry, connectAls, TEST_SIGNING_SECRET } from "../support/als-client.js";
 import { freePort } from "../support/ports.js";
-
 
 /** What happened to one Check the load generator sent. */
 interface CheckCall {
@@ -35,31 +34,48 @@ describe("ops: SIGTERM under load drains cleanly", () => {
     // The account, a key with limits far above the load, and credit, written before the server starts.
     const stores = await openStores(loadConfig({ env: { TOLLGATE_DATABASE_URL: databaseUrl } }));
     const account = await stores.accounts.create({ name: "Drill", planId: "scale" });
-    const { secret } = await stores.keys.create({ accountId: account.id, name: "load", requestsPerMinute: 10_000_000, tokensPerMinute: 2_000_000_000 });
-    await stores.ledger.topUp({ accountId: account.id, amount: nanos(1_000_000_000_000_000n), feeBps: 0, now: Date.now() });
+    const { secret } = await stores.keys.create({
+      accountId: account.id,
+      name: "load",
+      requestsPerMinute: 10_000_000,
+      tokensPerMinute: 2_000_000_000,
+    });
+    await stores.ledger.topUp({
+      accountId: account.id,
+      amount: nanos(1_000_000_000_000_000n),
+      feeBps: 0,
+      now: Date.now(),
+    });
     await stores.db.close();
 
     const [authzPort, meterPort, adminPort] = [await freePort(), await freePort(), await freePort()];
-    child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve", "--no-data-plane", "--mock-providers"], {
-      cwd: PACKAGE_ROOT,
-      env: {
-        ...process.env,
-        TOLLGATE_DATABASE_URL: databaseUrl,
-        TOLLGATE_AUTHZ_LISTEN: `127.0.0.1:${authzPort}`,
-        TOLLGATE_METER_LISTEN: `127.0.0.1:${meterPort}`,
-        TOLLGATE_ADMIN_LISTEN: `127.0.0.1:${adminPort}`,
-        TOLLGATE_LOG_LEVEL: "warn",
-        // Health says NOT_SERVING at once; the servers keep accepting for 300 ms (Envoy's health checker would
-        // notice in that window), so every call the load generator sent before SIGTERM reaches a live server.
-        TOLLGATE_SHUTDOWN_DRAIN_DELAY_MS: "300",
-        TOLLGATE_REDIS_URL: "",
+    child = spawn(
+      process.execPath,
+      ["--import", "tsx", "src/cli/main.ts", "serve", "--no-data-plane", "--mock-providers"],
+      {
+        cwd: PACKAGE_ROOT,
+        env: {
+          ...process.env,
+          TOLLGATE_DATABASE_URL: databaseUrl,
+          TOLLGATE_SIGNING_SECRET: TEST_SIGNING_SECRET,
+          TOLLGATE_AUTHZ_LISTEN: `127.0.0.1:${authzPort}`,
+          TOLLGATE_METER_LISTEN: `127.0.0.1:${meterPort}`,
+          TOLLGATE_ADMIN_LISTEN: `127.0.0.1:${adminPort}`,
+          TOLLGATE_LOG_LEVEL: "warn",
+          // Health says NOT_SERVING at once; the servers keep accepting for 300 ms (Envoy's health checker would
+          // notice in that window), so every call the load generator sent before SIGTERM reaches a live server.
+          TOLLGATE_SHUTDOWN_DRAIN_DELAY_MS: "300",
+          TOLLGATE_REDIS_URL: "",
+        },
+        stdio: ["ignore", "pipe", "pipe"],
       },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    );
     let output = "";
     child.stdout!.on("data", (chunk) => (output += String(chunk)));
     child.stderr!.on("data", (chunk) => (output += String(chunk)));
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child!.once("exit", (code, signal) => resolve({ code, signal })));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      child!.once("exit", (code, signal) => resolve({ code, signal })),
+    );
     const deadline = Date.now() + 30_000;
     while (!/admin \(Connect/.test(output)) {
       if (Date.now() > deadline || child.exitCode !== null) throw new Error(`serve did not start:\n${output}`);
@@ -97,7 +113,11 @@ describe("ops: SIGTERM under load drains cleanly", () => {
     const senders = streams.map(async (s) => {
       while (sending) {
         const batch = Array.from({ length: 5 }, () => randomUUID());
-        s.stream.send(batch.map((decisionId) => alsEntry({ decisionId, accountId: account.id, usage: { prompt: 12, completion: 7 }, startMs: Date.now() })));
+        s.stream.send(
+          batch.map((decisionId) =>
+            alsEntry({ decisionId, accountId: account.id, usage: { prompt: 12, completion: 7 }, startMs: Date.now() }),
+          ),
+        );
         s.sent.push(...batch);
         await sleep(10);
       }
@@ -126,7 +146,10 @@ describe("ops: SIGTERM under load drains cleanly", () => {
     // the only failures are refusals of new calls: UNAVAILABLE from a refused connection, never a reset mid-call.
     expect(answeredBefore, output).toBeGreaterThanOrEqual(300);
     const before = calls.filter((c) => c.sentBeforeSigterm);
-    expect(before.every((c) => c.response?.allowed === true && c.response.grpcCode === 0), JSON.stringify(before.filter((c) => !c.response?.allowed).slice(0, 3))).toBe(true);
+    expect(
+      before.every((c) => c.response?.allowed === true && c.response.grpcCode === 0),
+      JSON.stringify(before.filter((c) => !c.response?.allowed).slice(0, 3)),
+    ).toBe(true);
     const failures = calls.filter((c) => c.error);
     expect(failures).toHaveLength(16);
     for (const f of failures) {
@@ -141,10 +164,18 @@ describe("ops: SIGTERM under load drains cleanly", () => {
     expect(acknowledged.length).toBeGreaterThan(200);
     const db = await openDatabase(databaseUrl);
     try {
-      const rows = (await db.knex("ledger_entries").where({ kind: "usage_debit" }).select("decision_id").count({ n: "*" }).groupBy("decision_id")) as Array<{ decision_id: string; n: number }>;
+      const rows = (await db
+        .knex("ledger_entries")
+        .where({ kind: "usage_debit" })
+        .select("decision_id")
+        .count({ n: "*" })
+        .groupBy("decision_id")) as Array<{ decision_id: string; n: number }>;
       const debits = new Map(rows.map((r) => [r.decision_id, Number(r.n)]));
       const missing = acknowledged.filter((id) => debits.get(id) !== 1);
-      expect(missing, `${missing.length} of ${acknowledged.length} acknowledged entries not billed exactly once`).toEqual([]);
+      expect(
+        missing,
+        `${missing.length} of ${acknowledged.length} acknowledged entries not billed exactly once`,
+      ).toEqual([]);
       expect(debits.size).toBe(acknowledged.length);
     } finally {
       await db.close();

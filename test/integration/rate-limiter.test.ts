@@ -3,7 +3,7 @@ import { Writable } from "node:stream";
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import { createMemoryRateLimiter } from "../../src/adapters/memory/rate-limiter.js";
-import type { Redis } from "ioredis";
+import type { RedisConnection } from "../../src/adapters/redis/client.js";
 import { createRedisCreditGate } from "../../src/adapters/redis/credit-gate.js";
 import { createRedisQuota } from "../../src/adapters/redis/quota.js";
 import { createRedisRateLimiter } from "../../src/adapters/redis/rate-limiter.js";
@@ -12,6 +12,7 @@ import type { Quota, RateDecision, RateLimiter } from "../../src/domain/admissio
 import { nanos } from "../../src/domain/money.js";
 import { windowState } from "../../src/domain/rate-limit.js";
 import { createLogger } from "../../src/logging.js";
+import { describeCluster, suiteRedisCluster } from "../support/redis-cluster.js";
 import { describeWith, suiteRedis } from "../support/services.js";
 
 const MIN = 60_000;
@@ -27,8 +28,24 @@ function conformance(make: () => RateLimiter) {
     limiter = make();
   });
   const key = (label = "k") => `key_${label}${++n}_${randomUUID().slice(0, 8)}`;
-  const admit = (keyId: string, now: number, limits: { rpm: number; tpm: number }, tokens = 1, decisionId: string = randomUUID()) =>
-    Promise.resolve(limiter.admit({ keyId, accountId: ACCOUNT, decisionId, requestsPerMinute: limits.rpm, tokensPerMinute: limits.tpm, tokens, now }));
+  const admit = (
+    keyId: string,
+    now: number,
+    limits: { rpm: number; tpm: number },
+    tokens = 1,
+    decisionId: string = randomUUID(),
+  ) =>
+    Promise.resolve(
+      limiter.admit({
+        keyId,
+        accountId: ACCOUNT,
+        decisionId,
+        requestsPerMinute: limits.rpm,
+        tokensPerMinute: limits.tpm,
+        tokens,
+        now,
+      }),
+    );
 
   it("admits exactly requests_per_minute requests in a window, then refuses with Retry-After until the oldest ages out", async () => {
     const k = key();
@@ -41,12 +58,23 @@ function conformance(make: () => RateLimiter) {
     expect((await admit(k, T0 + MIN, limits)).admitted).toBe(false);
   });
 
+  const settle = (keyId: string, decisionId: string, actualTokens: number, now: number) =>
+    Promise.resolve(limiter.settle({ accountId: ACCOUNT, keyId, decisionId, actualTokens, now }));
+
   it("admits exactly tokens_per_minute tokens in a window", async () => {
     const k = key();
     const limits = { rpm: 100, tpm: 1000 };
-    expect((await admit(k, T0, limits, 400)).admitted).toBe(true);
-    expect((await admit(k, T0 + 1000, limits, 400)).admitted).toBe(true);
-    expect(await admit(k, T0 + 2000, limits, 201)).toMatchObject({ admitted: false, dimension: "tokens", retryAfterSeconds: 58 });
+    const [first, second] = [randomUUID(), randomUUID()];
+    expect((await admit(k, T0, limits, 400, first)).admitted).toBe(true);
+    expect((await admit(k, T0 + 1000, limits, 400, second)).admitted).toBe(true);
+    // Settled (the meter saw both end, each used 400): the wait is until enough of them age out.
+    await settle(k, first, 400, T0 + 1500);
+    await settle(k, second, 400, T0 + 1500);
+    expect(await admit(k, T0 + 2000, limits, 201)).toMatchObject({
+      admitted: false,
+      dimension: "tokens",
+      retryAfterSeconds: 58,
+    });
     expect(await admit(k, T0 + 2000, limits, 600)).toMatchObject({ admitted: false, retryAfterSeconds: 58 }); // first 400 frees enough
     expect(await admit(k, T0 + 2000, limits, 601)).toMatchObject({ admitted: false, retryAfterSeconds: 59 }); // needs the second too
     expect((await admit(k, T0 + 2000, limits, 200)).admitted).toBe(true);
@@ -54,6 +82,41 @@ function conformance(make: () => RateLimiter) {
     // The first 400 age out at T0 + 60 s; 400 fits then, 401 needs the second one gone too.
     expect((await admit(k, T0 + MIN, limits, 401)).admitted).toBe(false);
     expect((await admit(k, T0 + MIN, limits, 400)).admitted).toBe(true);
+  });
+
+  it("tokens held by requests in flight: a short wait that says how many they hold, not the time until they age out", async () => {
+    const k = key();
+    const limits = { rpm: 100, tpm: 1000 };
+    const [settled, flying] = [randomUUID(), randomUUID()];
+    expect((await admit(k, T0, limits, 400, settled)).admitted).toBe(true);
+    await settle(k, settled, 400, T0 + 500);
+    expect((await admit(k, T0 + 1000, limits, 400, flying)).admitted).toBe(true);
+    // 400 settled + 600 fits once the request in flight is settled: wait a second, and say who is in the way.
+    expect(await admit(k, T0 + 2000, limits, 600)).toMatchObject({
+      admitted: false,
+      dimension: "tokens",
+      retryAfterSeconds: 1,
+      inFlightTokens: 400,
+    });
+    // 700 needs 100 of the settled 400 to age out as well: that is the wait (T0 + 60 s), in flight or not.
+    const settledInTheWay = await admit(k, T0 + 2000, limits, 700);
+    expect(settledInTheWay).toMatchObject({ admitted: false, dimension: "tokens", retryAfterSeconds: 58 });
+    expect(settledInTheWay).not.toHaveProperty("inFlightTokens");
+    // The meter settles the request in flight at 50 tokens: the 600 fits now.
+    await settle(k, flying, 50, T0 + 2500);
+    const admitted = await admit(k, T0 + 3000, limits, 550);
+    expect(admitted.admitted).toBe(true);
+    expect(admitted.state!.tokens.remaining).toBe(0);
+    // Released and aged-out requests in flight stop counting as in flight.
+    const k2 = key();
+    const held = randomUUID();
+    await admit(k2, T0, limits, 900, held);
+    await limiter.release({ accountId: ACCOUNT, keyId: k2, decisionId: held, tokens: 900, now: T0 + 1 });
+    const lost = randomUUID();
+    await admit(k2, T0 + 10, limits, 900, lost); // its access-log entry is lost: never settled
+    expect(await admit(k2, T0 + 20, limits, 200)).toMatchObject({ retryAfterSeconds: 1, inFlightTokens: 900 });
+    expect((await admit(k2, T0 + 10 + MIN, limits, 1000)).admitted).toBe(true);
+    expect(await admit(k2, T0 + 20 + MIN, limits, 1)).toMatchObject({ retryAfterSeconds: 1, inFlightTokens: 1000 });
   });
 
   it("a client that waits the Retry-After it was given is admitted", async () => {
@@ -127,23 +190,38 @@ function conformance(make: () => RateLimiter) {
   it("never admits more than the limit in any sliding 60-second window, and decides exactly as brute force does", async () => {
     const step = fc.record({
       // Coarse grids make exact boundaries (an admission exactly 60 s after another, sums exactly at the limit) common.
-      gapMs: fc.oneof(fc.integer({ min: 0, max: 2000 }), fc.integer({ min: 0, max: 40_000 }), fc.integer({ min: 0, max: 60 }).map((x) => x * 1000), fc.constant(0)),
-      tokens: fc.oneof(fc.integer({ min: 0, max: 400 }), fc.integer({ min: 0, max: 8 }).map((x) => x * 50)),
-      settle: fc.option(fc.record({ pick: fc.nat(), fraction: fc.double({ min: 0, max: 1, noNaN: true }) }), { freq: 3 }),
+      gapMs: fc.oneof(
+        fc.integer({ min: 0, max: 2000 }),
+        fc.integer({ min: 0, max: 40_000 }),
+        fc.integer({ min: 0, max: 60 }).map((x) => x * 1000),
+        fc.constant(0),
+      ),
+      tokens: fc.oneof(
+        fc.integer({ min: 0, max: 400 }),
+        fc.integer({ min: 0, max: 8 }).map((x) => x * 50),
+      ),
+      settle: fc.option(fc.record({ pick: fc.nat(), fraction: fc.double({ min: 0, max: 1, noNaN: true }) }), {
+        freq: 3,
+      }),
       release: fc.boolean(),
     });
     await fc.assert(
       fc.asyncProperty(
         fc.integer({ min: 1, max: 8 }),
-        fc.oneof(fc.integer({ min: 1, max: 1200 }), fc.integer({ min: 1, max: 12 }).map((x) => x * 100)),
+        fc.oneof(
+          fc.integer({ min: 1, max: 1200 }),
+          fc.integer({ min: 1, max: 12 }).map((x) => x * 100),
+        ),
         fc.array(step, { minLength: 1, maxLength: 40 }),
         async (rpm, tpm, steps) => {
           const k = key("prop");
-          const log: Array<{ at: number; tokens: number; id: string; released: boolean }> = [];
+          const log: Array<{ at: number; tokens: number; id: string; released: boolean; settled: boolean }> = [];
           const live = (now: number) => log.filter((e) => !e.released && e.at > now - MIN);
-          const fits = (now: number, tokens: number) => {
+          /** Whether a request fits at `now`; `settling`: as if every request in flight had finished using nothing. */
+          const fits = (now: number, tokens: number, settling = false) => {
             const w = live(now);
-            return w.length + 1 <= rpm && w.reduce((s, e) => s + e.tokens, 0) + tokens <= tpm;
+            const held = w.reduce((s, e) => s + (settling && !e.settled ? 0 : e.tokens), 0);
+            return w.length + 1 <= rpm && held + tokens <= tpm;
           };
           let now = T0;
           for (const s of steps) {
@@ -152,23 +230,38 @@ function conformance(make: () => RateLimiter) {
             const id = randomUUID();
             const decision = await admit(k, now, { rpm, tpm }, s.tokens, id);
             expect(decision.admitted).toBe(expected);
-            if (decision.admitted) log.push({ at: now, tokens: s.tokens, id, released: false });
+            if (decision.admitted) log.push({ at: now, tokens: s.tokens, id, released: false, settled: false });
             // The x-ratelimit figures match the brute-force window too: counts, remaining, and reset from the newest.
             const w = live(now);
-            expect(decision.state).toEqual(windowState({
-              requestsPerMinute: rpm, tokensPerMinute: tpm, requests: w.length, tokens: w.reduce((sum, e) => sum + e.tokens, 0),
-              newestAt: w.length > 0 ? Math.max(...w.map((e) => e.at)) : null, now,
-            }));
+            expect(decision.state).toEqual(
+              windowState({
+                requestsPerMinute: rpm,
+                tokensPerMinute: tpm,
+                requests: w.length,
+                tokens: w.reduce((sum, e) => sum + e.tokens, 0),
+                newestAt: w.length > 0 ? Math.max(...w.map((e) => e.at)) : null,
+                now,
+              }),
+            );
             if (!decision.admitted && s.tokens <= tpm) {
-              // Retry-After is exact to the second: waiting it fits, waiting a second less does not.
-              expect(fits(now + decision.retryAfterSeconds * 1000, s.tokens)).toBe(true);
-              expect(fits(now + (decision.retryAfterSeconds - 1) * 1000, s.tokens)).toBe(false);
+              const inFlight = w.filter((e) => !e.settled).reduce((sum, e) => sum + e.tokens, 0);
+              if (decision.inFlightTokens !== undefined) {
+                // Requests in flight are what is in the way of the tokens: a short wait (within which the requests
+                // dimension, if full too, frees), and how many tokens they hold.
+                expect(decision).toMatchObject({ dimension: "tokens", retryAfterSeconds: 1, inFlightTokens: inFlight });
+                expect(fits(now + 1000, s.tokens, true)).toBe(true);
+              } else {
+                // Retry-After is exact to the second once requests in flight have finished: waiting it fits, waiting
+                // a second less does not.
+                expect(fits(now + decision.retryAfterSeconds * 1000, s.tokens, true)).toBe(true);
+                expect(fits(now + (decision.retryAfterSeconds - 1) * 1000, s.tokens, true)).toBe(false);
+              }
             }
             if (s.settle && log.length > 0) {
               const e = log[s.settle.pick % log.length]!;
               const actual = Math.floor(e.tokens * s.settle.fraction);
               await limiter.settle({ accountId: ACCOUNT, keyId: k, decisionId: e.id, actualTokens: actual, now });
-              if (!e.released && e.at > now - MIN) e.tokens = actual;
+              if (!e.released && e.at > now - MIN) Object.assign(e, { tokens: actual, settled: true });
             } else if (s.release && log.length > 0 && !decision.admitted) {
               const e = log[log.length - 1]!;
               await limiter.release({ accountId: ACCOUNT, keyId: k, decisionId: e.id, tokens: e.tokens, now });
@@ -195,10 +288,26 @@ describe("rate limiter [memory]", () => {
   it("holds no key that has been idle for a whole window", async () => {
     const limiter = createMemoryRateLimiter();
     for (let i = 0; i < 100; i++) {
-      limiter.admit({ keyId: `key_${i}`, decisionId: randomUUID(), requestsPerMinute: 3, tokensPerMinute: 100, tokens: 1, now: T0 + i });
+      limiter.admit({
+        accountId: "acct_idle",
+        keyId: `key_${i}`,
+        decisionId: randomUUID(),
+        requestsPerMinute: 3,
+        tokensPerMinute: 100,
+        tokens: 1,
+        now: T0 + i,
+      });
     }
     expect(limiter.keyCount()).toBe(100);
-    limiter.admit({ keyId: "key_other", decisionId: randomUUID(), requestsPerMinute: 3, tokensPerMinute: 100, tokens: 1, now: T0 + MIN + 100 });
+    limiter.admit({
+      accountId: "acct_idle",
+      keyId: "key_other",
+      decisionId: randomUUID(),
+      requestsPerMinute: 3,
+      tokensPerMinute: 100,
+      tokens: 1,
+      now: T0 + MIN + 100,
+    });
     expect(limiter.keyCount()).toBe(1);
   });
 });
@@ -208,11 +317,20 @@ describeWith("redis", "rate limiter [redis]", (url) => {
   const redis = suiteRedis(url, `${prefix}:`);
   describe("its own script", () => conformance(() => createRedisRateLimiter({ redis, prefix })));
   // What Checks run in production: the window decided inside the combined rate-limit + credit script (quota.ts).
-  describe("inside the admission script, with credit to spare", () => conformance(() => limiterOverQuota(redis, prefix)));
+  describe("inside the admission script, with credit to spare", () =>
+    conformance(() => limiterOverQuota(redis, prefix)));
 
   it("keeps a key's Redis keys in its account's Cluster slot (with the account's credit keys) and expires them after the window", async () => {
     const limiter = createRedisRateLimiter({ redis, prefix });
-    await limiter.admit({ keyId: "key_slot", accountId: "acct_slot", decisionId: randomUUID(), requestsPerMinute: 3, tokensPerMinute: 100, tokens: 1, now: Date.now() });
+    await limiter.admit({
+      keyId: "key_slot",
+      accountId: "acct_slot",
+      decisionId: randomUUID(),
+      requestsPerMinute: 3,
+      tokensPerMinute: 100,
+      tokens: 1,
+      now: Date.now(),
+    });
     const keys = (await redis.keys(`${prefix}:{acct_slot}:*`)).sort();
     expect(keys).toEqual([`${prefix}:{acct_slot}:rl:key_slot:req`, `${prefix}:{acct_slot}:rl:key_slot:tok`]);
     const ttl = await redis.pttl(keys[0]!);
@@ -221,13 +339,24 @@ describeWith("redis", "rate limiter [redis]", (url) => {
   });
 });
 
+describeCluster("rate limiter [redis cluster]", (cluster) => {
+  const prefix = `test_rl_${process.pid}_${randomUUID().slice(0, 8)}`;
+  const redis = suiteRedisCluster(cluster, `${prefix}:`);
+  describe("its own script", () => conformance(() => createRedisRateLimiter({ redis: redis(), prefix })));
+  describe("inside the admission script, with credit to spare", () =>
+    conformance(() => limiterOverQuota(redis(), prefix)));
+});
+
 /**
  * The admission script seen as a limiter: every hold reserves no credit against a balance that never runs out, so
  * only its window decides; settle and release go to the limiter, which shares the script's keys.
  */
-function limiterOverQuota(redis: Redis, prefix: string): RateLimiter {
+function limiterOverQuota(redis: RedisConnection, prefix: string): RateLimiter {
   const limiter = createRedisRateLimiter({ redis, prefix });
-  const source = { balances: async (ids: readonly string[]) => new Map(ids.map((id) => [id, { balance: nanos(2n ** 52n), version: 1 }])) };
+  const source = {
+    balances: async (ids: readonly string[]) =>
+      new Map(ids.map((id) => [id, { balance: nanos(2n ** 52n), version: 1 }])),
+  };
   const credits = createRedisCreditGate({ redis, source, reservationTtlMs: 600_000, prefix: `${prefix}:` });
   const quota = createRedisQuota({ redis, prefix, credits });
   return {
@@ -243,11 +372,27 @@ function limiterOverQuota(redis: Redis, prefix: string): RateLimiter {
 }
 
 describe("admission quota failure policy", () => {
-  const broken: Quota = { hold: async () => { throw new Error("Connection is closed."); } };
-  const request = { keyId: "key_x", accountId: "acct_x", decisionId: "d", requestsPerMinute: 1, tokensPerMinute: 1, tokens: 1, amount: nanos(1n), now: T0 };
+  const broken: Quota = {
+    hold: async () => {
+      throw new Error("Connection is closed.");
+    },
+  };
+  const request = {
+    keyId: "key_x",
+    accountId: "acct_x",
+    decisionId: "d",
+    requestsPerMinute: 1,
+    tokensPerMinute: 1,
+    tokens: 1,
+    amount: nanos(1n),
+    now: T0,
+  };
   const capture = () => {
     const lines: string[] = [];
-    const logger = createLogger({ level: "warn", destination: new Writable({ write: (c, _e, done) => (lines.push(String(c)), done()) }) });
+    const logger = createLogger({
+      level: "warn",
+      destination: new Writable({ write: (c, _e, done) => (lines.push(String(c)), done()) }),
+    });
     return { lines, logger };
   };
 

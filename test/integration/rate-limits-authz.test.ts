@@ -84,7 +84,10 @@ describeWith("redis", "rate limits through Check [redis limiter, Redis stopped a
   beforeAll(async () => {
     port = await freePort();
     redis = await startRedisServer(port);
-    plane = await startTestPlane(sqliteTarget(), { clock: () => clock.now, env: { TOLLGATE_REDIS_URL: `redis://127.0.0.1:${port}` } });
+    plane = await startTestPlane(sqliteTarget(), {
+      clock: () => clock.now,
+      env: { TOLLGATE_REDIS_URL: `redis://127.0.0.1:${port}` },
+    });
   });
   afterAll(async () => {
     await plane?.close();
@@ -104,16 +107,25 @@ describeWith("redis", "rate limits through Check [redis limiter, Redis stopped a
     expect(down.error?.code).toBe("unavailable");
     expect(down.headers["retry-after"]).toBe("1");
     expect(answeredInMs).toBeLessThan(1000); // fails fast: no offline queue, no retries
-    expect(plane.logs.some((l) => l.includes("rate limits and credit reservations unreachable; answering 503 (fail closed)"))).toBe(true);
+    expect(
+      plane.logs.some((l) =>
+        l.includes("rate limits and credit reservations unreachable; answering 503 (fail closed)"),
+      ),
+    ).toBe(true);
 
     redis = await startRedisServer(port); // same port; empty (no persistence)
     let resumed: CheckOutcome | undefined;
     for (let i = 0; i < 100; i++) {
       resumed = await check(plane, secret);
-      if (resumed.httpStatus !== 503) break;
+      if (resumed.httpStatus !== 503 || resumed.error?.message.includes("loss of Redis data")) break;
       await sleep(50);
     }
-    expect(resumed!.allowed).toBe(true);
+    // The empty Redis lost the three admissions' credit reservations while they may still be running: credit stays
+    // fenced until every reservation taken before the loss has expired (one reservation TTL), then decisions resume.
+    expect(resumed!.error?.message).toMatch(/recovered after a loss of Redis data/);
+    clock.now += plane.config.meter.reservation_ttl_ms;
+    resumed = await check(plane, secret);
+    expect(resumed.allowed).toBe(true);
     // The restarted Redis lost the window: 10 per minute counts again from here (one admitted just now).
     for (let i = 0; i < 9; i++) expect((await check(plane, secret)).allowed).toBe(true);
     expect((await check(plane, secret)).httpStatus).toBe(429);

@@ -13,7 +13,10 @@ describeStores("SQL stores", (makeTarget) => {
 
   beforeAll(async () => {
     target = makeTarget();
-    stores = await openStores(loadConfig({ env: { TOLLGATE_DATABASE_URL: target.url } }), { schema: target.schema, clock });
+    stores = await openStores(loadConfig({ env: { TOLLGATE_DATABASE_URL: target.url } }), {
+      schema: target.schema,
+      clock,
+    });
   });
   afterAll(async () => {
     await stores?.db.close();
@@ -21,11 +24,20 @@ describeStores("SQL stores", (makeTarget) => {
   });
 
   it("migrates idempotently and seeds the default catalogue exactly once", async () => {
-    const again = await openStores(loadConfig({ env: { TOLLGATE_DATABASE_URL: target.url } }), { schema: target.schema, clock });
+    const again = await openStores(loadConfig({ env: { TOLLGATE_DATABASE_URL: target.url } }), {
+      schema: target.schema,
+      clock,
+    });
     await again.db.close();
     const snapshot = await stores.catalogue.snapshot();
     expect([...snapshot.models.keys()]).toEqual([
-      "claude-opus-4.8", "claude-haiku-4.5", "gpt-5.5", "gpt-oss-120b", "gemini-3.1-pro", "gemini-2.5-flash-lite", "deepseek-v4-flash",
+      "claude-opus-4.8",
+      "claude-haiku-4.5",
+      "gpt-5.5",
+      "gpt-oss-120b",
+      "gemini-3.1-pro",
+      "gemini-2.5-flash-lite",
+      "deepseek-v4-flash",
     ]);
     expect([...snapshot.plans.keys()].sort()).toEqual(["basic", "pro", "scale"]);
     expect(snapshot.plans.get("basic")).toMatchObject({ requestsPerMinute: 10, tiers: ["basic"] });
@@ -36,7 +48,10 @@ describeStores("SQL stores", (makeTarget) => {
 
   it("keeps an operator's catalogue edits across restarts", async () => {
     await stores.db.knex("models").where({ id: "gpt-5.5" }).update({ price_output: 31_000_000, updated_at: now });
-    const again = await openStores(loadConfig({ env: { TOLLGATE_DATABASE_URL: target.url } }), { schema: target.schema, clock });
+    const again = await openStores(loadConfig({ env: { TOLLGATE_DATABASE_URL: target.url } }), {
+      schema: target.schema,
+      clock,
+    });
     await again.db.close();
     expect((await stores.catalogue.snapshot()).models.get("gpt-5.5")!.prices.output).toBe(31_000_000n);
   });
@@ -46,12 +61,20 @@ describeStores("SQL stores", (makeTarget) => {
     expect(account).toMatchObject({ name: "Acme", planId: "pro", suspended: false });
     expect(account.id).toMatch(/^acct_[0-9A-Za-z]{20}$/);
     expect(await stores.accounts.get(account.id)).toEqual(account);
-    await expect(stores.accounts.create({ name: "X", planId: "platinum" })).rejects.toThrow(new NotFoundError('plan "platinum" does not exist'));
+    await expect(stores.accounts.create({ name: "X", planId: "platinum" })).rejects.toThrow(
+      new NotFoundError('plan "platinum" does not exist'),
+    );
   });
 
   it("stores a key only as its hash and resolves it by the hash", async () => {
     const account = await stores.accounts.create({ name: "Keys", planId: "pro" });
-    const issued = await stores.keys.create({ accountId: account.id, name: "prod", labels: { env: "production" }, allowedModels: ["gpt-5.5"], expiresAt: now + 1000 });
+    const issued = await stores.keys.create({
+      accountId: account.id,
+      name: "prod",
+      labels: { env: "production" },
+      allowedModels: ["gpt-5.5"],
+      expiresAt: now + 1000,
+    });
     expect(issued.secret).toMatch(/^tg_[0-9A-Za-z]{40}$/);
     expect(issued.secret).toHaveLength(KEY_LENGTH);
     expect(issued.key.displayPrefix).toBe(issued.secret.slice(0, 7));
@@ -59,7 +82,12 @@ describeStores("SQL stores", (makeTarget) => {
     expect(Object.values(row).map(String).join("|")).not.toContain(issued.secret);
     expect(row.secret_hash).toBe(hashSecret(issued.secret));
     const resolved = await stores.keys.resolveByHash(hashSecret(issued.secret));
-    expect(resolved?.key).toMatchObject({ id: issued.key.id, labels: { env: "production" }, allowedModels: ["gpt-5.5"], expiresAt: now + 1000 });
+    expect(resolved?.key).toMatchObject({
+      id: issued.key.id,
+      labels: { env: "production" },
+      allowedModels: ["gpt-5.5"],
+      expiresAt: now + 1000,
+    });
     expect(resolved?.account.id).toBe(account.id);
     expect(await stores.keys.resolveByHash(hashSecret("tg_" + "0".repeat(40)))).toBeNull();
   });
@@ -67,7 +95,9 @@ describeStores("SQL stores", (makeTarget) => {
   it("refuses keys for unknown accounts and allow-lists naming unknown models", async () => {
     await expect(stores.keys.create({ accountId: "acct_nope" })).rejects.toThrow('account "acct_nope" does not exist');
     const account = await stores.accounts.create({ name: "Scoped", planId: "pro" });
-    await expect(stores.keys.create({ accountId: account.id, allowedModels: ["gpt-5.5", "gpt-9"] })).rejects.toThrow('model "gpt-9" is not in the catalogue');
+    await expect(stores.keys.create({ accountId: account.id, allowedModels: ["gpt-5.5", "gpt-9"] })).rejects.toThrow(
+      'model "gpt-9" is not in the catalogue',
+    );
   });
 
   it("rotates to a new secret on the same key id, keeping the old one only for the grace period", async () => {

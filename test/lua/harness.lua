@@ -39,6 +39,26 @@ local function encode(v)
   return "{" .. table.concat(out, ",") .. "}"
 end
 
+-- Binary vector bodies (compressed ones) are stored as base64 in body_base64.
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local function base64_decode(s)
+  local out, bits, nbits = {}, 0, 0
+  for i = 1, #s do
+    local v = B64:find(s:sub(i, i), 1, true)
+    if v then
+      bits = bits * 64 + (v - 1)
+      nbits = nbits + 6
+      if nbits >= 8 then
+        nbits = nbits - 8
+        local b = math.floor(bits / 2 ^ nbits)
+        out[#out + 1] = string.char(b)
+        bits = bits - b * 2 ^ nbits
+      end
+    end
+  end
+  return table.concat(out)
+end
+
 local function read_file(path)
   local f = assert(io.open(path, "rb"))
   local s = f:read("*a")
@@ -114,7 +134,8 @@ local function run_response(vector, chunks, reset)
   local authz = { decision_id = "d-test", stream = vector.content_type == "text/event-stream" }
   if type(vector.prompt_tokens_estimate) == "number" then authz.prompt_tokens_estimate = vector.prompt_tokens_estimate end
   local h = mock_handle({
-    headers = { [":status"] = tostring(vector.status), ["content-type"] = vector.content_type },
+    headers = { [":status"] = tostring(vector.status), ["content-type"] = vector.content_type,
+      ["content-encoding"] = type(vector.content_encoding) == "string" and vector.content_encoding or nil },
     metadata = { ["envoy.filters.http.ext_authz"] = authz },
     chunks = chunks,
     reset = reset,
@@ -145,6 +166,7 @@ if mode == "request" or mode == "request-unadmitted" then
 end
 
 local body = vector.body
+if type(vector.body_base64) == "string" then body = base64_decode(vector.body_base64) end
 if type(vector.cut_at) == "number" then body = body:sub(1, vector.cut_at) end
 
 if mode == "whole" or mode == "reset" then

@@ -1,9 +1,22 @@
 import * as grpc from "@grpc/grpc-js";
 import { create, toBinary, type JsonObject } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { AccessLogType, HTTPAccessLogEntrySchema, type HTTPAccessLogEntry } from "../../src/gen/envoy/data/accesslog/v3/accesslog_pb.js";
-import { AccessLogService, StreamAccessLogsMessageSchema, type StreamAccessLogsMessage } from "../../src/gen/envoy/service/accesslog/v3/als_pb.js";
+import {
+  AccessLogType,
+  HTTPAccessLogEntrySchema,
+  type HTTPAccessLogEntry,
+} from "../../src/gen/envoy/data/accesslog/v3/accesslog_pb.js";
+import {
+  AccessLogService,
+  StreamAccessLogsMessageSchema,
+  type StreamAccessLogsMessage,
+} from "../../src/gen/envoy/service/accesslog/v3/als_pb.js";
 import { grpcDefinition } from "../../src/dataplane/grpc/grpc-server.js";
+import { createDecisionSigner } from "../../src/dataplane/signing/decision-signature.js";
+
+/** The signing secret test planes and processes share (TOLLGATE_SIGNING_SECRET), so the entries built here verify. */
+export const TEST_SIGNING_SECRET = "test-signing-secret-0123456789abcdef";
+const testSigner = createDecisionSigner(TEST_SIGNING_SECRET);
 
 const AlsClient = grpc.makeGenericClientConstructor(grpcDefinition(AccessLogService), "AccessLogService");
 
@@ -14,15 +27,28 @@ export interface EntryShape {
   keyId?: string;
   prices?: { input: bigint; cachedInput: bigint; output: bigint };
   reservedNanos?: bigint;
-  usage?: { prompt: number; completion: number; cached?: number; reasoning?: number; source?: "provider" | "estimate"; complete?: boolean } | null;
+  usage?: {
+    prompt: number;
+    completion: number;
+    cached?: number;
+    reasoning?: number;
+    source?: "provider" | "estimate";
+    complete?: boolean;
+  } | null;
   status?: number;
   startMs?: number;
   requestId?: string;
   logType?: AccessLogType;
 }
 
-/** The ext_authz namespace exactly as admissionMetadata writes it. */
+/** The ext_authz namespace exactly as admissionMetadata writes it, signed with TEST_SIGNING_SECRET. */
 export function authzMetadata(shape: EntryShape): JsonObject {
+  const metadata = unsignedAuthzMetadata(shape);
+  return { ...metadata, sig: testSigner.signMetadata(metadata)! };
+}
+
+/** The ext_authz namespace without its signature (what a forger without the secret can write). */
+export function unsignedAuthzMetadata(shape: EntryShape): JsonObject {
   const prices = shape.prices ?? { input: 2_500_000n, cachedInput: 1_250_000n, output: 10_000_000n };
   return {
     decision_id: shape.decisionId ?? "",
@@ -80,6 +106,7 @@ export function fileLogLine(shape: EntryShape): string {
     response_code: shape.status ?? 200,
     duration_ms: 1250,
     response_flags: "-",
+    request_tx_duration_ms: null,
     authz: shape.decisionId ? authzMetadata(shape) : { verdict: "insufficient_credits" },
     usage: shape.usage ? usageMetadata(shape.usage) : null,
     upstream_host: "10.0.0.1:443",
@@ -101,7 +128,10 @@ export interface AlsStream {
 
 /** A StreamAccessLogsMessage of entries without the identifier (a stream's later messages), encoded. */
 export function encodeBatch(entries: HTTPAccessLogEntry[]): Uint8Array {
-  return toBinary(StreamAccessLogsMessageSchema, create(StreamAccessLogsMessageSchema, { logEntries: { case: "httpLogs", value: { logEntry: entries } } }));
+  return toBinary(
+    StreamAccessLogsMessageSchema,
+    create(StreamAccessLogsMessageSchema, { logEntries: { case: "httpLogs", value: { logEntry: entries } } }),
+  );
 }
 
 /** A real gRPC client for envoy.service.accesslog.v3.AccessLogService. */
@@ -143,7 +173,10 @@ export function connectAls(address: string): { open(): AlsStream; ready(): Promi
         },
       };
     },
-    ready: () => new Promise<void>((resolve, reject) => client.waitForReady(Date.now() + 10_000, (err) => (err ? reject(err) : resolve()))),
+    ready: () =>
+      new Promise<void>((resolve, reject) =>
+        client.waitForReady(Date.now() + 10_000, (err) => (err ? reject(err) : resolve())),
+      ),
     close: () => client.close(),
   };
 }

@@ -1,5 +1,11 @@
 import * as grpc from "@grpc/grpc-js";
+import { PARTIAL_BODY_HEADER } from "../../src/contract/index.js";
+import { AUTHZ_ALLOWED_HEADERS } from "../../src/edge/envoy-contract.js";
 import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
+import {
+  HeaderValueOption_HeaderAppendAction,
+  type HeaderValueOption,
+} from "../../src/gen/envoy/config/core/v3/base_pb.js";
 import {
   Authorization,
   CheckRequestSchema,
@@ -30,6 +36,11 @@ export function connectAuthz(address: string): AuthzClient {
   };
 }
 
+/** ext_authz `allowed_headers` (envoy.yaml, pinned by test/unit/edge/envoy-contract.test.ts). */
+function allowedHeader(name: string): boolean {
+  return AUTHZ_ALLOWED_HEADERS.some((p) => ("exact" in p ? name === p.exact : name.startsWith(p.prefix)));
+}
+
 /** Options for an Envoy-shaped CheckRequest. */
 export interface CheckShape {
   method?: string;
@@ -45,8 +56,9 @@ export interface CheckShape {
 }
 
 /**
- * Builds a CheckRequest the way Envoy does: lower-cased header names, pseudo-headers (:authority, :method, :path,
- * :scheme), x-request-id, and the body as text or raw bytes.
+ * Builds a CheckRequest the way Envoy does with envoy.yaml: lower-cased header names, only the headers ext_authz's
+ * `allowed_headers` lets through (pseudo-headers included, so no :scheme, user-agent or accept), the partial-body
+ * marker whenever a body was buffered ("true" when `partialBody`), and the body as text or raw bytes.
  */
 export function envoyCheckRequest(shape: CheckShape): CheckRequest {
   const method = shape.method ?? "POST";
@@ -65,15 +77,33 @@ export function envoyCheckRequest(shape: CheckShape): CheckRequest {
   for (const [name, value] of Object.entries(shape.headers ?? {})) {
     for (const v of Array.isArray(value) ? value : [value]) headers.push([name.toLowerCase(), v]);
   }
-  if (shape.partialBody) headers.push(["x-envoy-auth-partial-body", "true"]);
-  const map: Record<string, string> = {};
-  for (const [k, v] of headers) map[k] = k in map ? `${map[k]},${v}` : v;
   const bodyBytes = typeof shape.body === "string" ? new TextEncoder().encode(shape.body) : shape.body;
+  // What the client sent, filtered as ext_authz filters it; Envoy adds the marker after filtering.
+  const sent = headers.filter(([name]) => name === PARTIAL_BODY_HEADER || allowedHeader(name));
+  if (!sent.some(([name]) => name === PARTIAL_BODY_HEADER) && (shape.partialBody || (bodyBytes?.length ?? 0) > 0)) {
+    sent.push([PARTIAL_BODY_HEADER, shape.partialBody ? "true" : "false"]);
+  }
+  const map: Record<string, string> = {};
+  for (const [k, v] of sent) map[k] = k in map ? `${map[k]},${v}` : v;
   const asBytes = shape.asBytes ?? typeof shape.body !== "string";
   return create(CheckRequestSchema, {
     attributes: {
-      source: { address: { address: { case: "socketAddress", value: { address: "203.0.113.7", portSpecifier: { case: "portValue", value: 51234 } } } } },
-      destination: { address: { address: { case: "socketAddress", value: { address: "10.0.0.5", portSpecifier: { case: "portValue", value: 10000 } } } } },
+      source: {
+        address: {
+          address: {
+            case: "socketAddress",
+            value: { address: "203.0.113.7", portSpecifier: { case: "portValue", value: 51234 } },
+          },
+        },
+      },
+      destination: {
+        address: {
+          address: {
+            case: "socketAddress",
+            value: { address: "10.0.0.5", portSpecifier: { case: "portValue", value: 10000 } },
+          },
+        },
+      },
       request: {
         http: {
           id: "9876543210",
@@ -84,7 +114,9 @@ export function envoyCheckRequest(shape: CheckShape): CheckRequest {
           protocol: "HTTP/2",
           size: BigInt(bodyBytes?.length ?? 0),
           headers: shape.rawHeaders ? {} : map,
-          headerMap: shape.rawHeaders ? { headers: headers.map(([key, value]) => ({ key, rawValue: new TextEncoder().encode(value) })) } : undefined,
+          headerMap: shape.rawHeaders
+            ? { headers: sent.map(([key, value]) => ({ key, rawValue: new TextEncoder().encode(value) })) }
+            : undefined,
           body: shape.body !== undefined && !asBytes && typeof shape.body === "string" ? shape.body : "",
           rawBody: asBytes && bodyBytes ? bodyBytes : new Uint8Array(),
         },
@@ -107,17 +139,30 @@ export interface CheckOutcome {
   body: string;
   error?: { message: string; type: string; param: string | null; code: string };
   headers: Record<string, string>;
-  appendFlags: Array<boolean | undefined>;
+  /**
+   * How Envoy is told to apply each header mutation, as `append_action` and the deprecated `append`: the contract is
+   * `OVERWRITE_IF_EXISTS_OR_ADD` with `append` absent (any Envoy version replaces, never adds a second value).
+   */
+  headerModes: string[];
   headersToRemove: string[];
   responseHeaders: Record<string, string>;
   metadata: Record<string, unknown>;
 }
 
+/** A header mutation's append_action and deprecated append field, e.g. `OVERWRITE_IF_EXISTS_OR_ADD, append unset`. */
+function headerMode(h: HeaderValueOption): string {
+  const action = HeaderValueOption_HeaderAppendAction[h.appendAction];
+  return `${action}, append ${h.append === undefined ? "unset" : String(h.append)}`;
+}
+
+/** The header mode every mutation tollgate sends must have. */
+export const OVERWRITE = "OVERWRITE_IF_EXISTS_OR_ADD, append unset";
+
 /** Flattens a CheckResponse for assertions. */
 export function outcome(response: CheckResponse): CheckOutcome {
   const http = response.httpResponse;
   const headers: Record<string, string> = {};
-  const appendFlags: Array<boolean | undefined> = [];
+  const headerModes: string[] = [];
   const responseHeaders: Record<string, string> = {};
   let body = "";
   let httpStatus = 200;
@@ -125,11 +170,11 @@ export function outcome(response: CheckResponse): CheckOutcome {
   if (http.case === "okResponse") {
     for (const h of http.value.headers) {
       headers[h.header!.key] = h.header!.value;
-      appendFlags.push(h.append);
+      headerModes.push(headerMode(h));
     }
     for (const h of http.value.responseHeadersToAdd) {
       responseHeaders[h.header!.key] = h.header!.value;
-      appendFlags.push(h.append);
+      headerModes.push(headerMode(h));
     }
     headersToRemove = http.value.headersToRemove;
   } else if (http.case === "deniedResponse") {
@@ -137,10 +182,10 @@ export function outcome(response: CheckResponse): CheckOutcome {
     body = http.value.body;
     for (const h of http.value.headers) {
       headers[h.header!.key] = h.header!.value;
-      appendFlags.push(h.append);
+      headerModes.push(headerMode(h));
     }
   }
-  let error;
+  let error: CheckOutcome["error"];
   try {
     error = body ? JSON.parse(body).error : undefined;
   } catch {
@@ -153,7 +198,7 @@ export function outcome(response: CheckResponse): CheckOutcome {
     body,
     error,
     headers,
-    appendFlags,
+    headerModes,
     headersToRemove,
     responseHeaders,
     metadata: (response.dynamicMetadata ?? {}) as Record<string, unknown>,

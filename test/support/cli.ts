@@ -80,3 +80,53 @@ export async function until(what: string, ok: () => boolean | Promise<boolean>, 
   }
   throw new Error(`timed out waiting for ${what}`);
 }
+
+/** A built `tollgate serve` running in its own process. */
+export interface ServeProcess {
+  child: ChildProcess;
+  /** Everything it wrote to stdout and stderr so far. */
+  output(): string;
+  /** SIGTERM, then waits for it to exit. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the built CLI's `serve` with `args` and `env` (the whole environment), resolving once its stdout holds
+ * `readyWhen` (by default the line saying where the admin API listens).
+ */
+export async function startServe(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  readyWhen = "local operator credential in",
+): Promise<ServeProcess> {
+  const child = spawn(process.execPath, [BUILT_CLI, "serve", ...args], {
+    cwd: PACKAGE_ROOT,
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let text = "";
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  child.stderr!.on("data", (d) => (text += d));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`serve did not start in 30 s: ${text}`)), 30_000);
+    child.stdout!.on("data", (d) => {
+      text += d;
+      if (text.includes(readyWhen)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`serve exited (${code}) before it was ready: ${text}`));
+    });
+  });
+  return {
+    child,
+    output: () => text,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}

@@ -1,9 +1,12 @@
 import type { CheckRequest } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
-import { PARTIAL_BODY_HEADER, type LiftedRequest } from "../../src/dataplane/authz/check-request.js";
+import type { LiftedRequest } from "../../src/dataplane/authz/check-request.js";
+import { AUTHZ_BODY_LIMIT_BYTES, PARTIAL_BODY_HEADER } from "../../src/contract/index.js";
 import type { RequestBody } from "../../src/domain/chat-request.js";
 
 /** Raw header bytes as ISO-8859-1, one code point per byte (WHATWG's "latin1" label would mean windows-1252). */
-const latin1 = { decode: (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1") };
+const latin1 = {
+  decode: (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1"),
+};
 
 /**
  * The reference lifter: what admission needs, read from protobuf-es's full decode of a CheckRequest. Production
@@ -39,7 +42,11 @@ export function liftDecodedCheckRequest(request: CheckRequest): LiftedRequest {
   const fullPath = http?.path ?? "";
   const q = fullPath.indexOf("?");
   let body: RequestBody;
-  if (partial) body = { kind: "partial" };
+  // A body that reaches ext_authz's limit is cut whatever the marker says (Envoy marks an exactly full buffer "false").
+  const reachedLimit =
+    (http?.rawBody.length ?? 0) >= AUTHZ_BODY_LIMIT_BYTES ||
+    Buffer.byteLength(http?.body ?? "") >= AUTHZ_BODY_LIMIT_BYTES;
+  if (partial || reachedLimit) body = { kind: "partial" };
   else if (http && http.rawBody.length > 0) body = { kind: "bytes", bytes: http.rawBody };
   else if (http && http.body !== "") body = { kind: "text", text: http.body };
   else body = { kind: "absent" };

@@ -24,10 +24,11 @@ export function postgresBinDir(): string | undefined {
   if (env) return env;
   const root = "/usr/lib/postgresql";
   if (!existsSync(root)) return undefined;
-  const versions = readdirSync(root).filter((v) => existsSync(join(root, v, "bin", "initdb"))).sort((a, b) => Number(b) - Number(a));
+  const versions = readdirSync(root)
+    .filter((v) => existsSync(join(root, v, "bin", "initdb")))
+    .sort((a, b) => Number(b) - Number(a));
   return versions[0] ? join(root, versions[0], "bin") : undefined;
 }
-
 
 /**
  * initdb + pg_ctl start on a free port in a temporary directory (about 1.5 s). PostgreSQL refuses to run as root,
@@ -44,7 +45,8 @@ export async function startPostgresInstance(): Promise<PostgresInstance> {
     const { stdout: gid } = await run("id", ["-g", "postgres"]);
     chownSync(dir, Number(stdout.trim()), Number(gid.trim()));
   }
-  const as = (cmd: string, args: string[]) => (root ? run("runuser", ["-u", "postgres", "--", join(bin, cmd), ...args]) : run(join(bin, cmd), args));
+  const as = (cmd: string, args: string[]) =>
+    root ? run("runuser", ["-u", "postgres", "--", join(bin, cmd), ...args]) : run(join(bin, cmd), args);
   const data = join(dir, "data");
   const port = await freePort();
   await as("initdb", ["-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]);

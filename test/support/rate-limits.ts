@@ -5,13 +5,21 @@ import { envoyCheckRequest } from "./authz-client.js";
 export function chatCheck(secret: string, maxTokens = 16) {
   return envoyCheckRequest({
     headers: { authorization: `Bearer ${secret}` },
-    body: JSON.stringify({ model: "claude-haiku-4.5", messages: [{ role: "user", content: "Say hello" }], max_tokens: maxTokens }),
+    body: JSON.stringify({
+      model: "claude-haiku-4.5",
+      messages: [{ role: "user", content: "Say hello" }],
+      max_tokens: maxTokens,
+    }),
   });
 }
 
 /** Starts a private redis-server (no persistence) on `port` and waits until it accepts connections. */
-export async function startRedisServer(port: number): Promise<ChildProcess> {
-  const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: ["ignore", "pipe", "pipe"] });
+export async function startRedisServer(port: number, extraArgs: readonly string[] = []): Promise<ChildProcess> {
+  const child = spawn(
+    "redis-server",
+    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", ...extraArgs],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
   await new Promise<void>((resolve, reject) => {
     let seen = "";
     child.stdout!.on("data", (chunk) => {
@@ -31,4 +39,3 @@ export async function stopRedisServer(child: ChildProcess): Promise<void> {
     child.kill("SIGKILL");
   });
 }
-

@@ -1,4 +1,4 @@
-import * as grpc from "@grpc/grpc-js";
+import type * as grpc from "@grpc/grpc-js";
 import { create } from "@bufbuild/protobuf";
 import {
   AccessLogService,
@@ -41,8 +41,7 @@ export async function startRecordingMeter(address = "127.0.0.1:0"): Promise<Reco
   return {
     server,
     streams,
-    entries: () =>
-      streams.flat().flatMap((m) => (m.logEntries.case === "httpLogs" ? m.logEntries.value.logEntry : [])),
+    entries: () => streams.flat().flatMap((m) => (m.logEntries.case === "httpLogs" ? m.logEntries.value.logEntry : [])),
     close: () => server.close(500),
   };
 }

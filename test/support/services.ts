@@ -12,16 +12,13 @@ export const TEST_DATABASE_URL = process.env.TOLLGATE_TEST_DATABASE_URL;
 export const TEST_REDIS_URL = process.env.TOLLGATE_TEST_REDIS_URL;
 const CI = process.env.CI === "true" || process.env.CI === "1";
 
-const announced = new Set<string>();
-
 /**
- * Declares a suite that needs an external service. Without its URL it skips with one line saying how to enable it,
+ * Declares a suite that needs an external service. Without its URL it skips (the run says so once, with how to enable it),
  * except under CI, where a missing service is a failure: CI must never go green by skipping.
  */
 export function describeWith(service: "postgres" | "redis", name: string, fn: (url: string) => void): void {
   const url = service === "postgres" ? TEST_DATABASE_URL : TEST_REDIS_URL;
   const variable = service === "postgres" ? "TOLLGATE_TEST_DATABASE_URL" : "TOLLGATE_TEST_REDIS_URL";
-  const example = service === "postgres" ? "postgres://postgres@127.0.0.1:5432/test" : "redis://127.0.0.1:6379";
   if (url) {
     describe(name, () => fn(url));
     return;
@@ -34,13 +31,9 @@ export function describeWith(service: "postgres" | "redis", name: string, fn: (u
     });
     return;
   }
-  if (!announced.has(service)) {
-    announced.add(service);
-    console.log(`skipping ${service} suites: set ${variable}=${example} to run them`);
-  }
+  // Said once per run, for every file, by test/support/skip-notice.ts (vitest globalSetup): not here, once per file.
   describe.skip(name, () => fn(""));
 }
-
 
 /** A database every store suite runs against: the embedded SQLite file always, PostgreSQL when configured. */
 export interface StoreTarget {
@@ -53,7 +46,11 @@ export interface StoreTarget {
 /** A fresh SQLite file in a temporary folder. */
 export function sqliteTarget(): StoreTarget {
   const dir = mkdtempSync(join(tmpdir(), "tollgate-test-"));
-  return { name: "sqlite", url: `sqlite:${join(dir, "tollgate.db")}`, cleanup: async () => rmSync(dir, { recursive: true, force: true }) };
+  return {
+    name: "sqlite",
+    url: `sqlite:${join(dir, "tollgate.db")}`,
+    cleanup: async () => rmSync(dir, { recursive: true, force: true }),
+  };
 }
 
 /** A fresh PostgreSQL schema on the test server, dropped by `cleanup`. */
@@ -88,7 +85,8 @@ export function describeStores(name: string, fn: (target: () => StoreTarget) => 
  * (each suite writes under a prefix of its own) and the connection closed. Call inside a describe.
  */
 export function suiteRedis(url: string, prefix: string): Redis {
-  const redis = createRedisClient(url, { commandTimeoutMs: 5000 });
+  // A single-node URL (the cluster suites open theirs with test/support/redis-cluster.ts).
+  const redis = createRedisClient(url, { commandTimeoutMs: 5000 }) as Redis;
   beforeAll(async () => {
     expect(await connectRedis(redis)).toBe(true);
   });

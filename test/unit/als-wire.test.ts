@@ -10,7 +10,9 @@ import { recordFromDecodedEntry } from "../support/als-oracle.js";
 
 /** Lifting from the wire must equal lifting protobuf-es's full decode of the same bytes. */
 function agrees(bytes: Uint8Array): void {
-  expect(recordFromHttpEntry(Buffer.from(bytes))).toEqual(recordFromDecodedEntry(fromBinary(HTTPAccessLogEntrySchema, bytes)));
+  expect(recordFromHttpEntry(Buffer.from(bytes))).toEqual(
+    recordFromDecodedEntry(fromBinary(HTTPAccessLogEntrySchema, bytes)),
+  );
 }
 
 const text = fc.string({ unit: "binary", maxLength: 24 });
@@ -25,8 +27,17 @@ const json: fc.Arbitrary<JsonValue> = fc.letrec<{ value: JsonValue }>((tie) => (
     fc.dictionary(text, tie("value"), { maxKeys: 3 }),
   ),
 })).value;
-const namespace = fc.option(fc.dictionary(fc.oneof(fc.constantFrom("decision_id", "account_id", "__proto__"), text), json, { maxKeys: 5 }), { nil: undefined });
-const time = fc.option(fc.record({ seconds: fc.bigInt({ min: -(2n ** 40n), max: 2n ** 40n }), nanos: fc.integer({ min: -999_999_999, max: 999_999_999 }) }), { nil: undefined });
+const namespace = fc.option(
+  fc.dictionary(fc.oneof(fc.constantFrom("decision_id", "account_id", "__proto__"), text), json, { maxKeys: 5 }),
+  { nil: undefined },
+);
+const time = fc.option(
+  fc.record({
+    seconds: fc.bigInt({ min: -(2n ** 40n), max: 2n ** 40n }),
+    nanos: fc.integer({ min: -999_999_999, max: 999_999_999 }),
+  }),
+  { nil: undefined },
+);
 
 const entries = fc.record({
   authz: namespace,
@@ -37,6 +48,17 @@ const entries = fc.record({
   start: time,
   duration: time,
   lastTx: time,
+  lastUpstreamTx: time,
+  flags: fc.option(
+    fc.record({
+      downstreamConnectionTermination: fc.boolean(),
+      streamIdleTimeout: fc.boolean(),
+      upstreamConnectionFailure: fc.boolean(),
+      downstreamRemoteReset: fc.boolean(),
+      unauthorized: fc.boolean(),
+    }),
+    { nil: undefined },
+  ),
   requestId: fc.option(text, { nil: undefined }),
   status: fc.option(fc.nat({ max: 2 ** 32 - 1 }), { nil: undefined }),
   remote: text,
@@ -44,7 +66,12 @@ const entries = fc.record({
 
 describe("recordFromHttpEntry reads an ALS entry's wire bytes as protobuf-es's full decode would", () => {
   it("for the entries the meter suites send", () => {
-    agrees(toBinary(HTTPAccessLogEntrySchema, alsEntry({ decisionId: "d-1", accountId: "acct_1", usage: { prompt: 3, completion: 4, cached: 1 } })));
+    agrees(
+      toBinary(
+        HTTPAccessLogEntrySchema,
+        alsEntry({ decisionId: "d-1", accountId: "acct_1", usage: { prompt: 3, completion: 4, cached: 1 } }),
+      ),
+    );
     agrees(toBinary(HTTPAccessLogEntrySchema, alsEntry({ accountId: "acct_1", usage: null, status: 402 })));
   });
 
@@ -58,8 +85,23 @@ describe("recordFromHttpEntry reads an ALS entry's wire bytes as protobuf-es's f
         const entry = create(HTTPAccessLogEntrySchema, {
           commonProperties: {
             downstreamRemoteAddress: { address: { case: "socketAddress", value: { address: e.remote } } },
-            startTime: e.start, duration: e.duration, timeToLastDownstreamTxByte: e.lastTx,
-            metadata: { filterMetadata }, accessLogType: e.logType, intermediateLogEntry: e.intermediate,
+            startTime: e.start,
+            duration: e.duration,
+            timeToLastDownstreamTxByte: e.lastTx,
+            timeToLastUpstreamTxByte: e.lastUpstreamTx,
+            responseFlags:
+              e.flags === undefined
+                ? undefined
+                : {
+                    downstreamConnectionTermination: e.flags.downstreamConnectionTermination,
+                    streamIdleTimeout: e.flags.streamIdleTimeout,
+                    upstreamConnectionFailure: e.flags.upstreamConnectionFailure,
+                    downstreamRemoteReset: e.flags.downstreamRemoteReset,
+                    unauthorizedDetails: e.flags.unauthorized ? { reason: 1 } : undefined,
+                  },
+            metadata: { filterMetadata },
+            accessLogType: e.logType,
+            intermediateLogEntry: e.intermediate,
           },
           request: e.requestId === undefined ? undefined : { requestId: e.requestId, path: "/v1/chat/completions" },
           response: e.status === undefined ? undefined : { responseCode: e.status, responseBodyBytes: 12n },
@@ -71,13 +113,20 @@ describe("recordFromHttpEntry reads an ALS entry's wire bytes as protobuf-es's f
   });
 
   it("refuses an entry that is not one (without common_properties, or not protobuf) as that entry alone", () => {
-    expect(() => recordFromHttpEntry(Buffer.from(toBinary(HTTPAccessLogEntrySchema, create(HTTPAccessLogEntrySchema, {}))))).toThrow("entry has no common_properties");
+    expect(() =>
+      recordFromHttpEntry(Buffer.from(toBinary(HTTPAccessLogEntrySchema, create(HTTPAccessLogEntrySchema, {})))),
+    ).toThrow("entry has no common_properties");
     expect(() => recordFromHttpEntry(Buffer.from([0x0a, 0x09, 0x01]))).toThrow(UnreadableEntry);
-    expect(() => recordFromHttpEntry(Buffer.from([0x0a, 0x09, 0x01]))).toThrow("invalid HTTPAccessLogEntry: truncated field");
-    const good = toBinary(HTTPAccessLogEntrySchema, alsEntry({ decisionId: "d-2", accountId: "acct_1", usage: { prompt: 1, completion: 1 } }));
+    expect(() => recordFromHttpEntry(Buffer.from([0x0a, 0x09, 0x01]))).toThrow(
+      "invalid HTTPAccessLogEntry: truncated field",
+    );
+    const good = toBinary(
+      HTTPAccessLogEntrySchema,
+      alsEntry({ decisionId: "d-2", accountId: "acct_1", usage: { prompt: 1, completion: 1 } }),
+    );
     for (let cut = 1; cut < good.length; cut += 11) {
       const part = Buffer.from(good.subarray(0, cut));
-      let decoded;
+      let decoded: ReturnType<typeof fromBinary<typeof HTTPAccessLogEntrySchema>> | undefined;
       try {
         decoded = fromBinary(HTTPAccessLogEntrySchema, part);
       } catch {
@@ -110,7 +159,14 @@ describe("splitAlsMessage", () => {
     const split = splitAlsMessage(Buffer.from(toBinary(StreamAccessLogsMessageSchema, message)));
     expect(split.logName).toBe("tollgate");
     expect(split.httpEntries.map((bytes) => fromBinary(HTTPAccessLogEntrySchema, bytes))).toEqual([a, b]);
-    const later = splitAlsMessage(Buffer.from(toBinary(StreamAccessLogsMessageSchema, create(StreamAccessLogsMessageSchema, { logEntries: { case: "httpLogs", value: { logEntry: [a] } } }))));
+    const later = splitAlsMessage(
+      Buffer.from(
+        toBinary(
+          StreamAccessLogsMessageSchema,
+          create(StreamAccessLogsMessageSchema, { logEntries: { case: "httpLogs", value: { logEntry: [a] } } }),
+        ),
+      ),
+    );
     expect(later.logName).toBeUndefined();
     const tcp = create(StreamAccessLogsMessageSchema, { logEntries: { case: "tcpLogs", value: { logEntry: [{}] } } });
     expect(splitAlsMessage(Buffer.from(toBinary(StreamAccessLogsMessageSchema, tcp))).httpEntries).toEqual([]);

@@ -16,7 +16,10 @@ describe("config: one schema, file then environment", () => {
   });
 
   it("reads a file and lets the environment override it", () => {
-    const config = loadConfig({ file: fixture("config", "good.yaml"), env: { TOLLGATE_AUTHZ_LISTEN: "127.0.0.1:29001", TOLLGATE_PROVIDER_GOOGLE_API_KEY: "g-key" } });
+    const config = loadConfig({
+      file: fixture("config", "good.yaml"),
+      env: { TOLLGATE_AUTHZ_LISTEN: "127.0.0.1:29001", TOLLGATE_PROVIDER_GOOGLE_API_KEY: "g-key" },
+    });
     expect(config.database.url).toBe("sqlite:/tmp/tollgate-config-test.db");
     expect(config.authz.listen).toBe("127.0.0.1:29001");
     expect(config.providers).toEqual({ openai: { api_key: "sk-from-file" }, google: { api_key: "g-key" } });
@@ -26,7 +29,10 @@ describe("config: one schema, file then environment", () => {
     ["unknown-field.yaml", "config: authz.listne: unknown field (from FILE)"],
     ["bad-listen.yaml", 'config: authz.listen: expected "host:port", e.g. "127.0.0.1:9001" (from FILE)'],
     ["bad-database.yaml", 'config: database.url: expected "sqlite:PATH" or "postgres://…" (from FILE)'],
-    ["bad-log-level.yaml", 'config: log.level: Invalid option: expected one of "fatal"|"error"|"warn"|"info"|"debug"|"trace"|"silent" (from FILE)'],
+    [
+      "bad-log-level.yaml",
+      'config: log.level: Invalid option: expected one of "fatal"|"error"|"warn"|"info"|"debug"|"trace"|"silent" (from FILE)',
+    ],
   ];
   for (const [name, message] of bad) {
     it(`stops on ${name} naming the field and the file`, () => {
@@ -42,13 +48,29 @@ describe("config: one schema, file then environment", () => {
 
   it("names the environment variable when the bad value came from it", () => {
     expect(() => loadConfig({ env: { TOLLGATE_REDIS_URL: "localhost:6379" } })).toThrow(
-      'config: redis.url: expected "redis://host:port[/db]" (from environment variable TOLLGATE_REDIS_URL)',
+      'config: redis.url: expected "redis://host:port[/db]" or "redis+cluster://host:port,host:port" (from environment variable TOLLGATE_REDIS_URL)',
     );
-    expect(() => loadConfig({ env: { TOLLGATE_DATABASE_URL: "mongodb://x" } })).toThrow("(from environment variable TOLLGATE_DATABASE_URL)");
+    expect(() => loadConfig({ env: { TOLLGATE_DATABASE_URL: "mongodb://x" } })).toThrow(
+      "(from environment variable TOLLGATE_DATABASE_URL)",
+    );
+  });
+
+  it("takes a Redis Cluster as its seed nodes (redis+cluster://, rediss+cluster:// for TLS) and refuses a seed without a port", () => {
+    const url = "redis+cluster://tollgate:s3cret@10.0.0.1:7000,10.0.0.2:7001,[::1]:7002";
+    expect(loadConfig({ env: { TOLLGATE_REDIS_URL: url } }).redis.url).toBe(url);
+    expect(loadConfig({ env: { TOLLGATE_REDIS_URL: "rediss+cluster://redis-0:6379" } }).redis.url).toBe(
+      "rediss+cluster://redis-0:6379",
+    );
+    for (const bad of ["redis+cluster://10.0.0.1", "redis+cluster://10.0.0.1:7000,", "redis+cluster://h:7000/1"])
+      expect(() => loadConfig({ env: { TOLLGATE_REDIS_URL: bad } })).toThrow(
+        'config: redis.url: expected "redis://host:port[/db]" or "redis+cluster://host:port,host:port"',
+      );
   });
 
   it("refuses a missing config file by name", () => {
-    expect(() => loadConfig({ file: "/nonexistent/tollgate.yaml", env: {} })).toThrow("config: cannot read /nonexistent/tollgate.yaml");
+    expect(() => loadConfig({ file: "/nonexistent/tollgate.yaml", env: {} })).toThrow(
+      "config: cannot read /nonexistent/tollgate.yaml",
+    );
   });
 });
 
@@ -56,7 +78,11 @@ describe("catalogue file", () => {
   it("loads the default catalogue with exact prices", () => {
     const file = readCatalogueFile(join(import.meta.dirname, "../../catalogue/default.yaml"));
     expect(file.models).toHaveLength(7);
-    expect(file.models.find((m) => m.id === "deepseek-v4-flash")!.prices).toEqual({ input: 280_000n, cachedInput: 28_000n, output: 420_000n });
+    expect(file.models.find((m) => m.id === "deepseek-v4-flash")!.prices).toEqual({
+      input: 280_000n,
+      cachedInput: 28_000n,
+      output: 420_000n,
+    });
   });
 
   const bad: Array<[string, string]> = [

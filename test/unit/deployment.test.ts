@@ -2,18 +2,34 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { describe, expect, it } from "vitest";
-import { loadConfig, splitListen } from "../../src/config/config.js";
+import { checkPlaintextListeners, loadConfig, splitListen } from "../../src/config/config.js";
 
 const root = join(import.meta.dirname, "../..");
 const compose = parseYaml(readFileSync(join(root, "docker-compose.yaml"), "utf8"), { merge: true }) as {
-  services: Record<string, { image?: string; build?: string; command?: string[]; environment?: Record<string, string>; ports?: string[]; expose?: string[]; volumes?: string[]; healthcheck?: { test: string[] } }>;
+  services: Record<
+    string,
+    {
+      image?: string;
+      build?: string;
+      command?: string[];
+      environment?: Record<string, string>;
+      ports?: string[];
+      expose?: string[];
+      volumes?: string[];
+      healthcheck?: { test: string[] };
+    }
+  >;
 };
 const envoy = parseYaml(readFileSync(join(root, "envoy/envoy.yaml"), "utf8"));
 const dockerfile = readFileSync(join(root, "Dockerfile"), "utf8");
 
 interface Cluster {
   name: string;
-  load_assignment: { endpoints: Array<{ lb_endpoints: Array<{ endpoint: { address: { socket_address: { address: string; port_value: number } } } }> }> };
+  load_assignment: {
+    endpoints: Array<{
+      lb_endpoints: Array<{ endpoint: { address: { socket_address: { address: string; port_value: number } } } }>;
+    }>;
+  };
 }
 const clusters = new Map<string, { host: string; port: number }>(
   (envoy.static_resources.clusters as Cluster[]).map((c) => {
@@ -22,10 +38,20 @@ const clusters = new Map<string, { host: string; port: number }>(
   }),
 );
 
+/** A value for every ${VAR:?message} (compose refuses to start without it), as an operator would set. */
+const REQUIRED_VALUE = "operator-supplied-value-0123456789abcdef";
+
 /** The compose environment with ${VAR:-default} interpolated as docker compose would with an empty environment. */
 function environment(service: string): Record<string, string> {
   const env = compose.services[service]!.environment ?? {};
-  return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v).replace(/\$\{[A-Z_]+:-([^}]*)\}/g, "$1")]));
+  return Object.fromEntries(
+    Object.entries(env).map(([k, v]) => [
+      k,
+      String(v)
+        .replace(/\$\{[A-Z_]+:-([^}]*)\}/g, "$1")
+        .replace(/\$\{[A-Z_]+:\?[^}]*\}/g, REQUIRED_VALUE),
+    ]),
+  );
 }
 
 describe("deployment files agree with envoy.yaml and the config schema", () => {
@@ -67,9 +93,60 @@ describe("deployment files agree with envoy.yaml and the config schema", () => {
       expect(listen).toEqual({ host: "0.0.0.0", port: target.port });
       expect(environment(role)[variable]).toBe(`0.0.0.0:${target.port}`);
       expect(service.expose).toContain(String(target.port));
-      expect(service.healthcheck!.test).toEqual(["CMD", "node", "dist/cli/main.js", "health", "--address", `127.0.0.1:${target.port}`]);
+      expect(service.healthcheck!.test).toEqual([
+        "CMD",
+        "node",
+        "dist/cli/main.js",
+        "health",
+        "--address",
+        `127.0.0.1:${target.port}`,
+        "--ca",
+        config.tls.client_ca_file,
+        "--cert",
+        config.tls.cert_file,
+        "--key",
+        config.tls.key_file,
+        "--server-name",
+        role,
+      ]);
+    });
+
+    it(`keeps ${role} off the host's ports, behind mTLS with files from the mounted ./tls, and signing with the shared secret`, () => {
+      const service = compose.services[role]!;
+      expect(service.ports).toBeUndefined();
+      const config = loadConfig({ env: environment(role) });
+      expect([config.tls.cert_file, config.tls.key_file, config.tls.client_ca_file]).toEqual([
+        `/etc/tollgate/tls/${role}.crt`,
+        `/etc/tollgate/tls/${role}.key`,
+        "/etc/tollgate/tls/ca.crt",
+      ]);
+      expect(service.volumes).toContain("./tls:/etc/tollgate/tls:ro");
+      expect(compose.services[role]!.environment!.TOLLGATE_SIGNING_SECRET).toMatch(/^\$\{TOLLGATE_SIGNING_SECRET:\?/);
+      expect(config.signing.secret).toBe(REQUIRED_VALUE);
     });
   }
+
+  it("starts authz and meter on 0.0.0.0 because they serve mTLS; the same listeners without TOLLGATE_TLS_* would be refused", () => {
+    for (const role of ["authz", "meter"] as const) {
+      const env = environment(role);
+      expect(checkPlaintextListeners(loadConfig({ env }), [role]), role).toEqual([]);
+      expect(env.TOLLGATE_TLS_ALLOW_PLAINTEXT, role).toBeUndefined();
+      const plaintext = Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith("TOLLGATE_TLS_")));
+      expect(() => checkPlaintextListeners(loadConfig({ env: plaintext }), [role]), role).toThrow(
+        /tls\.cert_file: required when/,
+      );
+    }
+  });
+
+  it("gives Envoy the certificate files envoy.yaml's control-plane clusters name", () => {
+    expect(compose.services.envoy!.volumes).toContain("./tls:/etc/tollgate/tls:ro");
+    const files = JSON.stringify(envoy.static_resources.clusters.filter((c: Cluster) => c.name.startsWith("tollgate_")))
+      .match(/"filename":"[^"]+"/g)!
+      .map((f) => f.slice('"filename":"'.length, -1));
+    expect(new Set(files)).toEqual(
+      new Set(["/etc/tollgate/tls/envoy.crt", "/etc/tollgate/tls/envoy.key", "/etc/tollgate/tls/ca.crt"]),
+    );
+  });
 
   it("gives every Tollgate role a config the schema accepts, on PostgreSQL and Redis", () => {
     for (const role of ["authz", "meter", "admin"]) {
@@ -78,17 +155,30 @@ describe("deployment files agree with envoy.yaml and the config schema", () => {
       expect(config.redis.url).toBe("redis://redis:6379");
     }
     const pg = compose.services.postgres!.environment!;
-    expect(`postgres://${pg.POSTGRES_USER}:${pg.POSTGRES_PASSWORD}@postgres:5432/${pg.POSTGRES_DB}`).toBe(environment("authz").TOLLGATE_DATABASE_URL);
+    expect(`postgres://${pg.POSTGRES_USER}:${pg.POSTGRES_PASSWORD}@postgres:5432/${pg.POSTGRES_DB}`).toBe(
+      environment("authz").TOLLGATE_DATABASE_URL,
+    );
     const admin = splitListen(loadConfig({ env: environment("admin") }).admin.listen);
     expect(compose.services.admin!.ports).toContain(`${admin.port}:${admin.port}`);
   });
 
   it("builds an image exposing the roles' default ports with the CLI as entry point", () => {
     const defaults = loadConfig({ env: {} });
-    const ports = [defaults.authz.listen, defaults.meter.listen, defaults.admin.listen].map((l) => String(splitListen(l).port));
+    const ports = [defaults.authz.listen, defaults.meter.listen, defaults.admin.listen].map((l) =>
+      String(splitListen(l).port),
+    );
     expect(dockerfile).toMatch(new RegExp(`^EXPOSE ${ports.join(" ")}$`, "m"));
     expect(dockerfile).toMatch(/^FROM node:20-/m);
     expect(dockerfile).toContain('ENTRYPOINT ["node", "dist/cli/main.js"]');
     expect(dockerfile).toContain("COPY catalogue ./catalogue");
+  });
+
+  it("runs the image's default command (every role, no data plane) on loopback defaults, which need no TLS; published on 0.0.0.0 it needs tls.*", () => {
+    expect(dockerfile).toMatch(/^CMD \["serve", "--no-data-plane"\]$/m);
+    const all = ["authz", "meter", "admin"];
+    expect(checkPlaintextListeners(loadConfig({ env: {} }), all)).toEqual([]);
+    expect(() => checkPlaintextListeners(loadConfig({ env: { TOLLGATE_AUTHZ_LISTEN: "0.0.0.0:9001" } }), all)).toThrow(
+      /authz listens on 0\.0\.0\.0:9001/,
+    );
   });
 });

@@ -2,7 +2,14 @@ import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { hashSecret, KEY_LENGTH, mintSecret, secretShape } from "../../src/domain/api-key.js";
 import { parseDuration } from "../../src/domain/keys.js";
-import { formatUsd, formatUsdPerMillionTokens, parseUsd, parseUsdPerMillionTokens, picoPerToken, tokenCost } from "../../src/domain/money.js";
+import {
+  formatUsd,
+  formatUsdPerMillionTokens,
+  parseUsd,
+  parseUsdPerMillionTokens,
+  picoPerToken,
+  tokenCost,
+} from "../../src/domain/money.js";
 import { estimateChatPromptTokens } from "../../src/domain/token-estimate.js";
 
 describe("money", () => {
@@ -21,14 +28,21 @@ describe("money", () => {
     fc.assert(
       fc.property(fc.bigInt({ min: 0n, max: 10n ** 9n }), fc.bigInt({ min: 0n, max: 10n ** 8n }), (tokens, price) => {
         const cost = tokenCost(tokens, picoPerToken(price));
-        return cost * 1000n >= tokens * price && (cost - 1n) * 1000n < tokens * price + (tokens * price === 0n ? 1000n : 0n);
+        return (
+          cost * 1000n >= tokens * price && (cost - 1n) * 1000n < tokens * price + (tokens * price === 0n ? 1000n : 0n)
+        );
       }),
     );
   });
 
   it("round-trips USD amounts and prices through text", () => {
     fc.assert(fc.property(fc.bigInt({ min: 0n, max: 10n ** 15n }), (n) => parseUsd(formatUsd(n as never)) === n));
-    fc.assert(fc.property(fc.bigInt({ min: 0n, max: 10n ** 12n }), (p) => parseUsdPerMillionTokens(formatUsdPerMillionTokens(picoPerToken(p))) === p));
+    fc.assert(
+      fc.property(
+        fc.bigInt({ min: 0n, max: 10n ** 12n }),
+        (p) => parseUsdPerMillionTokens(formatUsdPerMillionTokens(picoPerToken(p))) === p,
+      ),
+    );
     expect(formatUsd(parseUsd("12.5"))).toBe("12.5");
     expect(() => parseUsd("1e3")).toThrow("is not an amount of USD");
   });
@@ -72,7 +86,9 @@ describe("prompt token estimate", () => {
     expect(estimateChatPromptTokens({ messages: [{ role: "user", content: "Hello world" }] })).toBe(9);
     const withName = estimateChatPromptTokens({ messages: [{ role: "user", name: "bob", content: "Hello world" }] });
     expect(withName).toBe(9 + 1 + 1);
-    const parts = estimateChatPromptTokens({ messages: [{ role: "user", content: [{ type: "text", text: "Hello world" }] }] });
+    const parts = estimateChatPromptTokens({
+      messages: [{ role: "user", content: [{ type: "text", text: "Hello world" }] }],
+    });
     expect(parts).toBe(9);
   });
 });

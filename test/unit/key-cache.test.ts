@@ -4,8 +4,21 @@ import type { AccountRecord, KeyRecord, ResolvedKey } from "../../src/domain/key
 
 function record(id: string, hash: string, updatedAt = 1): ResolvedKey {
   const key: KeyRecord = {
-    id, accountId: "acct_1", name: "", displayPrefix: "tg_abcd", secretHash: hash, previousSecretHash: null, previousSecretExpiresAt: null,
-    expiresAt: null, revokedAt: null, labels: {}, allowedModels: null, requestsPerMinute: null, tokensPerMinute: null, createdAt: 1, updatedAt,
+    id,
+    accountId: "acct_1",
+    name: "",
+    displayPrefix: "tg_abcd",
+    secretHash: hash,
+    previousSecretHash: null,
+    previousSecretExpiresAt: null,
+    expiresAt: null,
+    revokedAt: null,
+    labels: {},
+    allowedModels: null,
+    requestsPerMinute: null,
+    tokensPerMinute: null,
+    createdAt: 1,
+    updatedAt,
   };
   const account: AccountRecord = { id: "acct_1", name: "A", planId: "pro", suspended: false, updatedAt: 1 };
   return { key, account };

@@ -8,11 +8,25 @@ describe("classify", () => {
 
   it("bills a DownstreamEnd entry from the file log", () => {
     const verdict = classify(recordFromFileLine(fileLogLine(base)));
-    expect(verdict).toMatchObject({ kind: "bill", event: { decisionId: "d1", accountId: "acct_a", promptTokens: 10, completionTokens: 5, estimated: false, durationMs: 1250, status: 200 } });
+    expect(verdict).toMatchObject({
+      kind: "bill",
+      event: {
+        decisionId: "d1",
+        accountId: "acct_a",
+        promptTokens: 10,
+        completionTokens: 5,
+        estimated: false,
+        durationMs: 1250,
+        status: 200,
+      },
+    });
   });
 
   it("counts a denied request (authz wrote only a verdict) without billing it", () => {
-    expect(classify(recordFromFileLine(fileLogLine({ accountId: "acct_a" })))).toEqual({ kind: "skip", reason: "denied" });
+    expect(classify(recordFromFileLine(fileLogLine({ accountId: "acct_a" })))).toEqual({
+      kind: "skip",
+      reason: "denied",
+    });
   });
 
   it("skips entries that are not final", () => {
@@ -24,14 +38,29 @@ describe("classify", () => {
   it("reads Envoy's null and '-' for an absent namespace", () => {
     const line = JSON.parse(fileLogLine(base));
     line.usage = "-";
-    expect(classify(recordFromFileLine(JSON.stringify(line)))).toMatchObject({ kind: "bill", event: { cost: 0n, estimated: true } });
+    expect(classify(recordFromFileLine(JSON.stringify(line)))).toMatchObject({
+      kind: "bill",
+      event: { cost: 0n, estimated: true },
+    });
     line.authz = null;
     expect(classify(recordFromFileLine(JSON.stringify(line)))).toEqual({ kind: "skip", reason: "no_authz" });
   });
 
   it("flags estimates and cut-short streams", () => {
-    expect(classify(recordFromFileLine(fileLogLine({ ...base, usage: { prompt: 1, completion: 1, source: "estimate", complete: false } })))).toMatchObject({ event: { estimated: true } });
-    expect(classify(recordFromFileLine(fileLogLine({ ...base, usage: { prompt: 1, completion: 1, source: "provider", complete: false } })))).toMatchObject({ event: { estimated: true } });
+    expect(
+      classify(
+        recordFromFileLine(
+          fileLogLine({ ...base, usage: { prompt: 1, completion: 1, source: "estimate", complete: false } }),
+        ),
+      ),
+    ).toMatchObject({ event: { estimated: true } });
+    expect(
+      classify(
+        recordFromFileLine(
+          fileLogLine({ ...base, usage: { prompt: 1, completion: 1, source: "provider", complete: false } }),
+        ),
+      ),
+    ).toMatchObject({ event: { estimated: true } });
   });
 
   it.each([

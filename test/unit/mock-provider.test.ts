@@ -1,3 +1,5 @@
+import { request } from "node:http";
+import { gunzipSync } from "node:zlib";
 import OpenAI from "openai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { countTextTokens, estimateChatPromptTokens } from "../../src/domain/token-estimate.js";
@@ -107,7 +109,11 @@ async function stream(body: Record<string, unknown>) {
   return { events, chunks, content, error };
 }
 
-function expectedUsage(body: Record<string, unknown>, content: string, extra: { cached?: number; reasoning?: number } = {}) {
+function expectedUsage(
+  body: Record<string, unknown>,
+  content: string,
+  extra: { cached?: number; reasoning?: number } = {},
+) {
   const prompt = estimateChatPromptTokens(body);
   const completion = countTextTokens(content) + (extra.reasoning ?? 0);
   return {
@@ -125,7 +131,10 @@ describe("JSON completions", () => {
     const completion = await complete(body);
     expect(completion.object).toBe("chat.completion");
     expect(completion.model).toBe("gpt-4o-mini");
-    expect(completion.choices[0]!.message).toMatchObject({ role: "assistant", content: "Mock reply to: Say hello to the nice people" });
+    expect(completion.choices[0]!.message).toMatchObject({
+      role: "assistant",
+      content: "Mock reply to: Say hello to the nice people",
+    });
     expect(completion.choices[0]!.finish_reason).toBe("stop");
     expect(completion.usage).toEqual(expectedUsage(body, completion.choices[0]!.message.content));
     expect(completion.usage.prompt_tokens).toBeGreaterThan(10);
@@ -137,7 +146,10 @@ describe("JSON completions", () => {
       messages: [
         { role: "user", content: "an earlier question" },
         { role: "assistant", content: "an earlier answer" },
-        { role: "user", content: [{ type: "text", text: "[[mock:cached=1]] 0123456789012345678901234567890123456789TAIL" }] },
+        {
+          role: "user",
+          content: [{ type: "text", text: "[[mock:cached=1]] 0123456789012345678901234567890123456789TAIL" }],
+        },
       ],
     };
     const completion = await complete(body);
@@ -202,7 +214,12 @@ describe("directives", () => {
   });
 
   it("error=STATUS answers that status with an OpenAI error body, also for streams", async () => {
-    for (const [status, stream] of [[429, false], [503, true], [400, false], [500, true]] as const) {
+    for (const [status, stream] of [
+      [429, false],
+      [503, true],
+      [400, false],
+      [500, true],
+    ] as const) {
       const res = await post(chatBody(`[[mock:error=${status}]]`, { stream }));
       expect(res.status).toBe(status);
       expect(res.headers.get("content-type")).toBe("application/json");
@@ -223,6 +240,33 @@ describe("directives", () => {
       expect(res.status).toBe(400);
       expect(((await res.json()) as { error: { message: string } }).error.message).toContain(fragment);
     }
+  });
+
+  it("gzip=1 compresses only when allowed; gzip=force compresses even when the request asks for identity", async () => {
+    // Raw HTTP, so nothing decompresses behind the test's back.
+    const raw = (text: string, stream: boolean) =>
+      new Promise<{ encoding: string | undefined; body: Buffer }>((resolve, reject) => {
+        const req = request(
+          `${mock.url}/v1/chat/completions`,
+          { method: "POST", headers: { ...AUTH, "accept-encoding": "identity" } },
+          (res) => {
+            const parts: Buffer[] = [];
+            res.on("data", (c: Buffer) => parts.push(c));
+            res.on("end", () => resolve({ encoding: res.headers["content-encoding"], body: Buffer.concat(parts) }));
+          },
+        );
+        req.on("error", reject);
+        req.end(JSON.stringify(chatBody(text, stream ? { stream: true } : {})));
+      });
+    const allowed = await raw("[[mock:gzip=1]] [[mock:tokens=3]]", false);
+    expect(allowed.encoding).toBeUndefined();
+    expect(JSON.parse(allowed.body.toString("utf8")).usage.completion_tokens).toBe(3);
+    const forced = await raw("[[mock:gzip=force]] [[mock:tokens=3]]", false);
+    expect(forced.encoding).toBe("gzip");
+    expect(JSON.parse(gunzipSync(forced.body).toString("utf8")).usage.completion_tokens).toBe(3);
+    const forcedStream = await raw("[[mock:gzip=force]] [[mock:tokens=3]]", true);
+    expect(forcedStream.encoding).toBe("gzip");
+    expect(gunzipSync(forcedStream.body).toString("utf8")).toContain("data: [DONE]");
   });
 
   it("slow=MS spaces stream events by MS, one write per event", async () => {
@@ -286,7 +330,9 @@ describe("directives", () => {
     expect(withReasoning.usage.completion_tokens_details.reasoning_tokens).toBe(8);
     expect(withReasoning.choices[0]!.finish_reason).toBe("length");
 
-    const streamed = await stream(chatBody("[[mock:tokens=50]]", { max_tokens: 4, stream_options: { include_usage: true } }));
+    const streamed = await stream(
+      chatBody("[[mock:tokens=50]]", { max_tokens: 4, stream_options: { include_usage: true } }),
+    );
     expect(streamed.chunks.at(-2)!.choices[0]!.finish_reason).toBe("length");
     expect(streamed.chunks.at(-1)!.usage!.completion_tokens).toBe(4);
     expect(streamed.content).toBe(textOfTokens(4));
@@ -323,7 +369,11 @@ describe("errors", () => {
     const strict = await createMockProvider({ expectedCredentials: { "/v1": "sk-openai", "/v1beta/openai": "g-key" } });
     try {
       const send = (path: string, key: string) =>
-        fetch(strict.url + path, { method: "POST", headers: { authorization: `Bearer ${key}` }, body: JSON.stringify(chatBody("hi")) });
+        fetch(strict.url + path, {
+          method: "POST",
+          headers: { authorization: `Bearer ${key}` },
+          body: JSON.stringify(chatBody("hi")),
+        });
       expect((await send("/v1/chat/completions", "sk-openai")).status).toBe(200);
       expect((await send("/v1beta/openai/chat/completions", "g-key")).status).toBe(200);
       const wrong = await expectError(await send("/v1/chat/completions", "g-key"), 401);
@@ -406,7 +456,10 @@ describe("with the official openai client", () => {
   });
 
   it("surfaces a directive error as an APIError with status and code", async () => {
-    const failing = client().chat.completions.create({ model: "m", messages: [{ role: "user", content: "[[mock:error=429]]" }] });
+    const failing = client().chat.completions.create({
+      model: "m",
+      messages: [{ role: "user", content: "[[mock:error=429]]" }],
+    });
     await expect(failing).rejects.toMatchObject({ status: 429, code: "mock_error" });
   });
 });

@@ -1,10 +1,15 @@
 // The usage filter (envoy/usage.lua, under LuaJIT) and its TypeScript twin (src/dataplane/usage/extract.ts) against
 // the same vectors: whole bodies, every two-chunk split, one byte per chunk, and a reset after the last chunk.
 import { spawnSync } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
+import { recordFromFileLine } from "../../src/dataplane/accesslog/log-record.js";
 import { createUsageExtractor, rewriteRequestBody, type UsageMetadata } from "../../src/dataplane/usage/extract.js";
+import { classify } from "../../src/domain/metering.js";
+import { fileLogLine } from "../support/als-client.js";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const USAGE_DIR = join(ROOT, "test", "vectors", "usage");
@@ -15,7 +20,11 @@ interface UsageVector {
   provider: "openai" | "anthropic" | "google" | "deepseek";
   status: number;
   content_type: string;
-  body: string;
+  /** The response's content-encoding header, when it has one. */
+  content_encoding?: string;
+  /** The body as text, or (binary bodies, e.g. compressed) as base64 in body_base64. */
+  body?: string;
+  body_base64?: string;
   prompt_tokens_estimate?: number;
   cut_at?: number;
   expected: UsageMetadata;
@@ -40,13 +49,17 @@ const rewriteVectors = load<RewriteVector>(REWRITE_DIR);
 
 /** The bytes the filter sees: the body, truncated at cut_at (then end of stream arrives). */
 function bodyBytes(v: UsageVector): Uint8Array {
-  const all = new TextEncoder().encode(v.body);
+  const all =
+    v.body_base64 !== undefined
+      ? new Uint8Array(Buffer.from(v.body_base64, "base64"))
+      : new TextEncoder().encode(v.body);
   return v.cut_at === undefined ? all : all.subarray(0, v.cut_at);
 }
 
 function runTs(v: UsageVector, chunks: Uint8Array[], cutShort = false): UsageMetadata {
   const ex = createUsageExtractor({
     contentType: v.content_type,
+    contentEncoding: v.content_encoding,
     status: v.status,
     promptTokensEstimate: v.prompt_tokens_estimate,
   });
@@ -72,7 +85,8 @@ describe("usage extractor (TypeScript)", () => {
       it("split into two chunks at every byte boundary", () => {
         for (let k = 0; k <= bytes.length; k++) {
           const got = runTs(v, [bytes.subarray(0, k), bytes.subarray(k)]);
-          if (JSON.stringify(got) !== JSON.stringify(v.expected)) expect({ split: k, got }).toEqual({ split: k, got: v.expected });
+          if (JSON.stringify(got) !== JSON.stringify(v.expected))
+            expect({ split: k, got }).toEqual({ split: k, got: v.expected });
         }
       });
       it("one byte per chunk", () => {
@@ -82,6 +96,25 @@ describe("usage extractor (TypeScript)", () => {
       it("cut short is never complete", () => {
         expect(runTs(v, [bytes], true).complete).toBe(false);
       });
+    });
+  }
+});
+
+describe("the meter bills what the usage filter writes", () => {
+  // A usage namespace the meter refuses is dead-lettered: the request goes unbilled until its reservation expires.
+  for (const { vector: v } of usageVectors) {
+    it(`${v.name}: billed, never dead-lettered`, () => {
+      const record = recordFromFileLine(
+        fileLogLine({ accountId: "acct_a", decisionId: "d1", usage: { prompt: 1, completion: 1 } }),
+      );
+      for (const cutShort of [false, true]) {
+        const verdict = classify({ ...record, usage: { ...runTs(v, [bodyBytes(v)], cutShort) } });
+        expect({ cutShort, kind: verdict.kind, reason: verdict.kind === "malformed" ? verdict.reason : "" }).toEqual({
+          cutShort,
+          kind: "bill",
+          reason: "",
+        });
+      }
     });
   }
 });
@@ -135,7 +168,8 @@ luaDescribe("usage filter (Lua under LuaJIT)", () => {
         const lines = harness(file, "all-splits");
         expect(lines.length).toBe(bodyBytes(v).length + 1);
         for (const line of lines) {
-          if (JSON.stringify(line.usage) !== JSON.stringify(v.expected)) expect(line).toEqual({ split: line.split, usage: v.expected });
+          if (JSON.stringify(line.usage) !== JSON.stringify(v.expected))
+            expect(line).toEqual({ split: line.split, usage: v.expected });
         }
       });
       it("one byte per chunk", () => {
@@ -165,5 +199,55 @@ luaDescribe("usage filter (Lua under LuaJIT)", () => {
     const out = harness(entry.file, "request-unadmitted")[0];
     expect(out?.body).toBe(entry.vector.body);
     expect(out?.headers).toEqual({ upstream_model: null, stream: null });
+  });
+});
+
+// Binary bodies (compressed, or garbage from a broken proxy) in every position the filter can meet them: neither twin
+// may throw or leave the request without usage, both estimate and say why, and they agree to the byte.
+luaDescribe("binary response bodies (Lua and TypeScript agree, never without usage)", () => {
+  it("random bytes and gzip, as JSON, SSE or other, with and without content-encoding", () => {
+    let seed = 0x5eed;
+    const random = () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const bodies = [
+      gzipSync(Buffer.from('{"usage":{"prompt_tokens":3,"completion_tokens":4}}')),
+      gzipSync(
+        Buffer.from('data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}\n\ndata: [DONE]\n\n'),
+      ),
+      ...Array.from({ length: 6 }, () =>
+        Buffer.from(Array.from({ length: 1 + Math.floor(random() * 600) }, () => Math.floor(random() * 256))),
+      ),
+    ];
+    const dir = mkdtempSync(join(tmpdir(), "usage-binary-"));
+    try {
+      for (const [i, body] of bodies.entries())
+        for (const content_type of ["application/json", "text/event-stream", "application/octet-stream"])
+          for (const content_encoding of [undefined, "gzip"]) {
+            const v: UsageVector = {
+              name: `binary-${i}`,
+              provider: "openai",
+              status: 200,
+              content_type,
+              content_encoding,
+              body_base64: body.toString("base64"),
+              prompt_tokens_estimate: 9,
+              expected: {} as UsageMetadata,
+            };
+            const file = join(dir, `${i}.json`);
+            writeFileSync(file, JSON.stringify(v));
+            const ts = runTs(v, [bodyBytes(v)]);
+            const where = { i, content_type, content_encoding };
+            expect({ ...where, usage: harness(file, "whole")[0]?.usage }).toEqual({ ...where, usage: ts });
+            expect({ ...where, usage: harness(file, "bytes")[0]?.usage }).toEqual({ ...where, usage: ts });
+            expect(ts.source).toBe("estimate");
+            expect(ts.estimate_reason).toBe(
+              content_encoding ? "compressed" : content_type === "text/event-stream" ? "no_usage" : "unreadable",
+            );
+          }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -129,7 +129,10 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
       const timer = setInterval(() => {
         if (running) return;
         running = true;
-        cache.poll().catch(onError).finally(() => (running = false));
+        cache
+          .poll()
+          .catch(onError)
+          .finally(() => (running = false));
       }, intervalMs);
       timer.unref();
       return () => clearInterval(timer);

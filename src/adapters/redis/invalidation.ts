@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import { isCluster, type RedisConnection } from "./client.js";
 import type { KeyChange, KeyEvents } from "../../domain/key-events.js";
 
 /** The pub/sub channel key changes travel on. */
@@ -6,8 +6,16 @@ export function keyEventsChannel(prefix: string): string {
   return `${prefix}:keys:changed`;
 }
 
-/** Publishes key changes on Redis; a failure is reported to `onError` (the poll still propagates the change). */
-export function createRedisKeyEvents(options: { redis: Redis; prefix: string; onError?(error: unknown): void }): KeyEvents {
+/**
+ * Publishes key changes on Redis; a failure is reported to `onError` (the poll still propagates the change). Plain
+ * PUBLISH, also in a Redis Cluster, which forwards it to every node, so a subscriber on any node hears it: key changes
+ * are few (admin operations), so sharded pub/sub (SPUBLISH) would save nothing worth a subscriber tied to one shard.
+ */
+export function createRedisKeyEvents(options: {
+  redis: RedisConnection;
+  prefix: string;
+  onError?(error: unknown): void;
+}): KeyEvents {
   const channel = keyEventsChannel(options.prefix);
   return {
     async publish(change) {
@@ -33,7 +41,7 @@ export interface KeyEventsSubscription {
  * by the key-cache poll, and `onResubscribed` lets the caller drop everything to close that gap sooner.
  */
 export function subscribeKeyEvents(options: {
-  subscriber: Redis;
+  subscriber: RedisConnection;
   prefix: string;
   onChange(change: KeyChange): void;
   onResubscribed?(): void;
@@ -59,6 +67,12 @@ export function subscribeKeyEvents(options: {
   subscriber.on("ready", () => {
     if (subscribedOnce) options.onResubscribed?.();
   });
+  // A cluster client is ready once; when a node leaves the topology (failed, failed over) ioredis moves the
+  // subscription to another node if it was there, and changes published meanwhile may be lost: drop everything.
+  if (isCluster(subscriber))
+    subscriber.on("-node", () => {
+      if (subscribedOnce) options.onResubscribed?.();
+    });
   const ready = subscriber.subscribe(channel).then(
     () => {
       subscribedOnce = true;

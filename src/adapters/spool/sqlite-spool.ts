@@ -39,7 +39,10 @@ export function spoolFileFor(dir: string, databaseUrl: string, schema?: string):
   } else {
     target = `sqlite:${resolve(databaseUrl.slice("sqlite:".length))}`;
   }
-  const id = createHash("sha256").update(`${target}\u0000${schema ?? ""}`).digest("hex").slice(0, 16);
+  const id = createHash("sha256")
+    .update(`${target}\u0000${schema ?? ""}`)
+    .digest("hex")
+    .slice(0, 16);
   return join(resolve(dir), `meter-${id}.db`);
 }
 
@@ -71,9 +74,10 @@ export function createSqliteSpool<T>(file: string): Spool<T> {
     if (!create && !existsSync(file)) return undefined;
     mkdirSync(resolve(file, ".."), { recursive: true });
     db = new Database(file);
+    // The busy timeout first: switching a new file to WAL needs a lock another process may hold for a moment.
+    db.pragma("busy_timeout = 5000");
     db.pragma("journal_mode = WAL");
     db.pragma("synchronous = FULL");
-    db.pragma("busy_timeout = 5000");
     db.exec(`create table if not exists batches (seq integer primary key autoincrement, created_at integer not null, payload text not null);
              create table if not exists quarantined (seq integer primary key, created_at integer not null, reason text not null, payload text not null)`);
     return db;
@@ -81,11 +85,15 @@ export function createSqliteSpool<T>(file: string): Spool<T> {
   return {
     path: file,
     append(batch) {
-      const result = open(true)!.prepare("insert into batches (created_at, payload) values (?, ?)").run(Date.now(), encode(batch));
+      const result = open(true)!
+        .prepare("insert into batches (created_at, payload) values (?, ?)")
+        .run(Date.now(), encode(batch));
       return Number(result.lastInsertRowid);
     },
     oldest() {
-      const row = open(false)?.prepare("select seq, payload from batches order by seq limit 1").get() as { seq: number; payload: string } | undefined;
+      const row = open(false)?.prepare("select seq, payload from batches order by seq limit 1").get() as
+        | { seq: number; payload: string }
+        | undefined;
       return row ? { seq: row.seq, batch: decode<T>(row.payload) } : undefined;
     },
     remove(seq) {
@@ -95,7 +103,9 @@ export function createSqliteSpool<T>(file: string): Spool<T> {
       const d = open(false);
       if (!d) return;
       d.transaction(() => {
-        d.prepare("insert or replace into quarantined (seq, created_at, reason, payload) select seq, ?, ?, payload from batches where seq = ?").run(Date.now(), reason, seq);
+        d.prepare(
+          "insert or replace into quarantined (seq, created_at, reason, payload) select seq, ?, ?, payload from batches where seq = ?",
+        ).run(Date.now(), reason, seq);
         d.prepare("delete from batches where seq = ?").run(seq);
       })();
     },

@@ -28,9 +28,10 @@ export async function openDatabase(url: string, options: { schema?: string } = {
         min: 1,
         max: 1,
         afterCreate(conn: { pragma(sql: string): unknown }, done: (err: Error | null, conn: unknown) => void) {
+          // The busy timeout first: switching a new file to WAL needs a lock another process may hold for a moment.
+          conn.pragma("busy_timeout = 5000");
           conn.pragma("journal_mode = WAL");
           conn.pragma("synchronous = NORMAL");
-          conn.pragma("busy_timeout = 5000");
           conn.pragma("foreign_keys = ON");
           done(null, conn);
         },
@@ -49,10 +50,39 @@ export async function openDatabase(url: string, options: { schema?: string } = {
   return { knex, dialect: "postgres", close: () => knex.destroy() };
 }
 
-/** Brings the schema up to date; safe to run on every start and from several replicas at once (knex locks). */
+/**
+ * Runs `fn` in a transaction that will write. On SQLite it takes the write lock first, as BEGIN IMMEDIATE would: a
+ * transaction that read first and writes later is refused at once (SQLITE_BUSY, no busy wait) when another process
+ * committed in between, since its snapshot cannot become a write transaction. Taking the lock first waits instead.
+ */
+export function writeTransaction<T>(db: Database, fn: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
+  return db.knex.transaction(async (trx) => {
+    if (db.dialect === "sqlite") await trx.raw("delete from settings where 0");
+    return fn(trx);
+  });
+}
+
+/**
+ * What a migration run that raced another process's answers: knex's migrator creates its own tables after checking
+ * they are missing (outside a transaction), and refuses at once while another run holds its lock.
+ */
+const MIGRATION_RACE = /already exists|Migration table is already locked|database is locked|SQLITE_BUSY/;
+
+/**
+ * Brings the schema up to date; safe to run on every start and from several processes at once: each migration runs in
+ * a transaction under knex's lock, and a run that raced another process's (both creating knex's tables, or the lock
+ * held) tries again until the other has finished.
+ */
 export async function migrate(db: Database): Promise<string[]> {
-  const [, applied] = (await db.knex.migrate.latest({ migrationSource })) as [number, string[]];
-  return applied;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const [, applied] = (await db.knex.migrate.latest({ migrationSource })) as [number, string[]];
+      return applied;
+    } catch (error) {
+      if (attempt >= 50 || !MIGRATION_RACE.test(String((error as Error).message))) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50 + Math.random() * 150));
+    }
+  }
 }
 
 /** Reads an integer column that fits a JS number (counts, limits, timestamps in ms). */

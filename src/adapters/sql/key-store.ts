@@ -1,43 +1,12 @@
 import { mintSecret, newId } from "../../domain/api-key.js";
 import type { KeyEvents } from "../../domain/key-events.js";
-import type { AccountRecord, KeyRecord, ResolvedKey } from "../../domain/keys.js";
-import { accountFromRow, NotFoundError } from "./account-store.js";
-import { int, intOrNull, type Database } from "./database.js";
+import type { KeyOverride, KeyRecord, OverrideSetter } from "../../domain/keys.js";
+import { accountFromRow, budgetFromRow, NotFoundError } from "./account-store.js";
+import { int, intOrNull, type Database, writeTransaction } from "./database.js";
 
-/** What creating a key needs; limits and model scope are optional narrowing of the plan. */
-export interface NewKey {
-  accountId: string;
-  name?: string;
-  expiresAt?: number | null;
-  labels?: Record<string, string>;
-  allowedModels?: string[] | null;
-  requestsPerMinute?: number | null;
-  tokensPerMinute?: number | null;
-}
-
-/** A key with its plaintext secret: returned exactly once, at creation or rotation. */
-export interface IssuedKey {
-  key: KeyRecord;
-  secret: string;
-}
-
-/** API keys in SQL. Secrets are never stored, only their hashes. */
-export interface KeyStore {
-  create(input: NewKey): Promise<IssuedKey>;
-  get(id: string): Promise<KeyRecord | undefined>;
-  listByAccount(accountId: string): Promise<KeyRecord[]>;
-  revoke(id: string): Promise<KeyRecord>;
-  /** New secret for the same key; the old one dies now or after `graceMs`. */
-  rotate(id: string, graceMs?: number): Promise<IssuedKey>;
-  /** Sets or clears (null) the key's own limits; `undefined` leaves a limit as it is. */
-  setLimits(id: string, limits: { requestsPerMinute?: number | null; tokensPerMinute?: number | null }): Promise<KeyRecord>;
-  /** Finds the key (and its account) whose current or in-grace previous secret has this hash: the cold path of Check. */
-  resolveByHash(hash: string): Promise<ResolvedKey | null>;
-  /** Keys and accounts changed at or after `since` (ms), for cache invalidation by polling. */
-  changedSince(since: number): Promise<{ keys: ResolvedKey[]; accounts: AccountRecord[] }>;
-  /** Records last use, batched off the hot path. */
-  touch(lastUsed: ReadonlyMap<string, number>): Promise<void>;
-}
+/** The key store's port is declared with the domain (src/domain/ports.ts); re-exported for its importers. */
+export type { IssuedKey, KeyStore, NewKey } from "../../domain/ports.js";
+import type { IssuedKey, KeyStore } from "../../domain/ports.js";
 
 /** Maps an `api_keys` row. */
 export function keyFromRow(row: Record<string, unknown>): KeyRecord {
@@ -55,9 +24,34 @@ export function keyFromRow(row: Record<string, unknown>): KeyRecord {
     allowedModels: row.allowed_models ? JSON.parse(row.allowed_models as string) : null,
     requestsPerMinute: intOrNull(row.requests_per_minute),
     tokensPerMinute: intOrNull(row.tokens_per_minute),
+    requestsPerDay: intOrNull(row.requests_per_day),
+    tokensPerDay: intOrNull(row.tokens_per_day),
+    maxConcurrency: intOrNull(row.max_concurrency),
+    budget: budgetFromRow(row),
+    setBy: settersFromRow(row),
     createdAt: int(row.created_at),
     updatedAt: int(row.updated_at),
   };
+}
+
+/** The `api_keys` column that records who set each override. */
+export const SET_BY_COLUMN: Readonly<Record<KeyOverride, string>> = {
+  requestsPerMinute: "requests_per_minute_set_by",
+  tokensPerMinute: "tokens_per_minute_set_by",
+  allowedModels: "allowed_models_set_by",
+  budget: "budget_set_by",
+  requestsPerDay: "requests_per_day_set_by",
+  tokensPerDay: "tokens_per_day_set_by",
+  maxConcurrency: "max_concurrency_set_by",
+};
+
+function settersFromRow(row: Record<string, unknown>): Partial<Record<KeyOverride, OverrideSetter>> {
+  const out: Partial<Record<KeyOverride, OverrideSetter>> = {};
+  for (const [field, column] of Object.entries(SET_BY_COLUMN) as Array<[KeyOverride, string]>) {
+    const who = row[column];
+    if (who === "operator" || who === "account") out[field] = who;
+  }
+  return out;
 }
 
 /**
@@ -92,6 +86,19 @@ export function createKeyStore(db: Database, clock: () => number = Date.now, eve
         allowed_models: input.allowedModels ? JSON.stringify(input.allowedModels) : null,
         requests_per_minute: input.requestsPerMinute ?? null,
         tokens_per_minute: input.tokensPerMinute ?? null,
+        // This store is the operator's side (tests, drills, bootstrap): what it sets stands unless told otherwise.
+        requests_per_minute_set_by: input.requestsPerMinute == null ? null : (input.setBy ?? "operator"),
+        tokens_per_minute_set_by: input.tokensPerMinute == null ? null : (input.setBy ?? "operator"),
+        allowed_models_set_by: input.allowedModels == null ? null : (input.setBy ?? "operator"),
+        requests_per_day: input.requestsPerDay ?? null,
+        tokens_per_day: input.tokensPerDay ?? null,
+        max_concurrency: input.maxConcurrency ?? null,
+        requests_per_day_set_by: input.requestsPerDay == null ? null : (input.setBy ?? "operator"),
+        tokens_per_day_set_by: input.tokensPerDay == null ? null : (input.setBy ?? "operator"),
+        max_concurrency_set_by: input.maxConcurrency == null ? null : (input.setBy ?? "operator"),
+        budget_nanos: input.budget ? input.budget.limit : null,
+        budget_period: input.budget ? input.budget.period : null,
+        budget_set_by: input.budget == null ? null : (input.setBy ?? "operator"),
         created_at: now,
         updated_at: now,
       };
@@ -107,7 +114,10 @@ export function createKeyStore(db: Database, clock: () => number = Date.now, eve
     },
     async revoke(id) {
       const now = clock();
-      const updated = await knex("api_keys").where({ id }).whereNull("revoked_at").update({ revoked_at: now, updated_at: now });
+      const updated = await knex("api_keys")
+        .where({ id })
+        .whereNull("revoked_at")
+        .update({ revoked_at: now, updated_at: now });
       const key = await store.get(id);
       if (!key) throw new NotFoundError(`key "${id}" does not exist`);
       if (updated === 0 && key.revokedAt === null) throw new Error(`key "${id}" could not be revoked`);
@@ -117,7 +127,7 @@ export function createKeyStore(db: Database, clock: () => number = Date.now, eve
     async rotate(id, graceMs) {
       const now = clock();
       const minted = mintSecret();
-      const issued = await knex.transaction(async (trx): Promise<IssuedKey> => {
+      const issued = await writeTransaction(db, async (trx): Promise<IssuedKey> => {
         const row = await trx("api_keys").where({ id }).forUpdate().first();
         if (!row) throw new NotFoundError(`key "${id}" does not exist`);
         if (row.revoked_at !== null) throw new NotFoundError(`key "${id}" is revoked and cannot be rotated`);
@@ -137,18 +147,23 @@ export function createKeyStore(db: Database, clock: () => number = Date.now, eve
     },
     async setLimits(id, limits) {
       const changes: Record<string, unknown> = { updated_at: clock() };
-      if (limits.requestsPerMinute !== undefined) changes.requests_per_minute = limits.requestsPerMinute;
-      if (limits.tokensPerMinute !== undefined) changes.tokens_per_minute = limits.tokensPerMinute;
+      if (limits.requestsPerMinute !== undefined)
+        Object.assign(changes, {
+          requests_per_minute: limits.requestsPerMinute,
+          requests_per_minute_set_by: limits.requestsPerMinute === null ? null : "operator",
+        });
+      if (limits.tokensPerMinute !== undefined)
+        Object.assign(changes, {
+          tokens_per_minute: limits.tokensPerMinute,
+          tokens_per_minute_set_by: limits.tokensPerMinute === null ? null : "operator",
+        });
       const updated = await knex("api_keys").where({ id }).update(changes);
       if (updated === 0) throw new NotFoundError(`key "${id}" does not exist`);
       await changed(id);
       return (await store.get(id))!;
     },
     async resolveByHash(hash) {
-      const row = await knex("api_keys")
-        .where({ secret_hash: hash })
-        .orWhere({ previous_secret_hash: hash })
-        .first();
+      const row = await knex("api_keys").where({ secret_hash: hash }).orWhere({ previous_secret_hash: hash }).first();
       if (!row) return null;
       const account = await knex("accounts").where({ id: row.account_id }).first();
       return account ? { key: keyFromRow(row), account: accountFromRow(account) } : null;

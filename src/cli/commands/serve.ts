@@ -1,10 +1,12 @@
-import { migrate, openDatabase } from "../../adapters/sql/database.js";
+import { migrate, openDatabase } from "../../app/stores.js";
 import { startControlPlane, type Role } from "../../app/control-plane.js";
-import { findEnvoy, startDataPlane, type RunningDataPlane } from "../../edge/data-plane.js";
-import { createLogger } from "../../logging.js";
+import { createClosers, type Closers } from "../../app/closers.js";
+import type { Config } from "../../config/config.js";
+import { createLogger, type Logger } from "../../logging.js";
 import { createMetrics } from "../../observability/metrics.js";
-import { startMockProvider, type MockProvider } from "../../mock-provider/mock-provider.js";
+import type { Output } from "../output.js";
 import { configFrom, parse, UsageError, type Handler } from "../cli-kit.js";
+import { auditDirect, ensureLocalCredential } from "../local-credential.js";
 
 const ROLES: readonly Role[] = ["authz", "meter", "admin"];
 
@@ -20,41 +22,104 @@ export const serve: Handler = async (args, out) => {
     "no-data-plane": { type: "boolean" },
   });
   const roles = (values.role ?? [...ROLES]).flatMap((r) => r.split(","));
-  for (const role of roles) if (!ROLES.includes(role as Role)) throw new UsageError(`--role must be authz, meter or admin, not "${role}"`);
+  for (const role of roles)
+    if (!ROLES.includes(role as Role)) throw new UsageError(`--role must be authz, meter or admin, not "${role}"`);
   const config = configFrom(values);
   const withDataPlane = values.role === undefined && !values["no-data-plane"];
+  // Development tools are loaded before anything listens, so a build without them refuses at once.
+  const edge = withDataPlane
+    ? await developmentTool("the local edge", "edge/data-plane.js", () => import("../../edge/data-plane.js"))
+    : undefined;
+  const mockProvider =
+    values["mock-providers"] && values.role === undefined
+      ? await developmentTool(
+          "the mock provider",
+          "mock-provider/mock-provider.js",
+          () => import("../../mock-provider/mock-provider.js"),
+        )
+      : undefined;
   // Said first, before any log line: which data plane this run will put in front of the roles.
-  if (withDataPlane) {
-    const envoy = findEnvoy();
-    out.info(`tollgate: data plane: ${envoy ? `Envoy (${envoy}) with envoy/envoy.local.yaml` : "the local edge, a development stand-in for Envoy (no envoy on PATH)"}`);
+  if (edge) {
+    const envoy = edge.findEnvoy();
+    out.info(
+      `tollgate: data plane: ${envoy ? `Envoy (${envoy}) with envoy/envoy.local.yaml` : "the local edge, a development stand-in for Envoy (no envoy on PATH)"}`,
+    );
   }
   // Every line says which process wrote it: the roles are part of the base fields.
   const logger = createLogger({ level: config.log.level, base: { pid: process.pid, role: roles.join(",") } });
-  const metrics = createMetrics({ processMetrics: true });
-  const plane = await startControlPlane(config, { roles: roles as Role[], logger, mockProviders: values["mock-providers"], metrics });
-  out.info(`tollgate: serving ${roles.join(", ")} on ${config.database.url.startsWith("sqlite:") ? `the embedded SQLite store (${config.database.url})` : "PostgreSQL"}`);
-  if (plane.authz) out.info(`tollgate: authz (Envoy ext_authz gRPC) on ${config.authz.listen}`);
-  if (plane.metering.server) out.info(`tollgate: meter (Envoy access log gRPC) on ${config.meter.listen}`);
-  if (plane.admin) out.info(`tollgate: admin (Connect, gRPC, gRPC-Web; reflection) on ${config.admin.listen.replace(/:\d+$/, ":" + plane.admin.port)}`);
-  if (plane.metricsServer) out.info(`tollgate: metrics (/metrics, /healthz, /readyz) on ${config.metrics.listen!.replace(/:\d+$/, ":" + plane.metricsServer.port)}`);
-  let mock: MockProvider | undefined;
-  let dataPlane: RunningDataPlane | undefined;
+  // The control plane, then the mock provider, then the data plane; each registers its closer, so a failure part-way
+  // closes what started and a signal closes the data plane first (no request reaches a role that is already
+  // draining), then the mock provider, then the control plane (NOT_SERVING, in-flight Checks, the meter's batch).
+  const closers = createClosers();
   try {
+    await startControlPlaneFor(out, closers, {
+      config,
+      roles: roles as Role[],
+      logger,
+      mockProviders: values["mock-providers"],
+    });
     // With --role, --mock-providers only grants the mock credentials: replicas share one mock provider.
-    if (values["mock-providers"] && values.role === undefined) {
-      mock = await startMockProvider();
+    if (mockProvider) {
+      const mock = await mockProvider.startMockProvider();
+      closers.add("mock provider", () => mock.close());
       out.info(`tollgate: mock provider on ${mock.url} (every provider's credential is mock-<provider>)`);
     }
     // A single-role process is one replica behind a separately run Envoy; only the all-in-one serve brings its own.
-    if (withDataPlane) {
-      dataPlane = await startDataPlane({ authzAddress: config.authz.listen, meterAddress: config.meter.listen, logger });
+    if (edge) {
+      const dataPlane = await edge.startDataPlane({
+        authzAddress: config.authz.listen,
+        meterAddress: config.meter.listen,
+        logger,
+        config,
+      });
+      closers.add("data plane", () => dataPlane.close());
       out.info(`tollgate: data plane: ${dataPlane.description}`);
     }
   } catch (error) {
-    await mock?.close();
-    await plane.close();
+    await closers.closeAll().catch((err: unknown) => logger.warn({ err }, "closing after a failed start failed"));
     throw error;
   }
+  await drainOnSignal(out, closers);
+};
+
+/** Starts the roles, says where each listens and (admin role) makes sure the local operator credential exists. */
+async function startControlPlaneFor(
+  out: Output,
+  closers: Closers,
+  options: { config: Config; roles: Role[]; logger: Logger; mockProviders?: boolean },
+): Promise<void> {
+  const { config } = options;
+  const metrics = createMetrics({ processMetrics: true });
+  const plane = await startControlPlane(config, {
+    roles: options.roles,
+    logger: options.logger,
+    mockProviders: options.mockProviders,
+    metrics,
+  });
+  closers.add("control plane", () => plane.close());
+  out.info(
+    `tollgate: serving ${options.roles.join(", ")} on ${config.database.url.startsWith("sqlite:") ? `the embedded SQLite store (${config.database.url})` : "PostgreSQL"}`,
+  );
+  if (plane.authz) out.info(`tollgate: authz (Envoy ext_authz gRPC) on ${config.authz.listen}`);
+  if (plane.metering.server) out.info(`tollgate: meter (Envoy access log gRPC) on ${config.meter.listen}`);
+  if (plane.admin) {
+    out.info(
+      `tollgate: admin (Connect, gRPC, gRPC-Web; reflection) on ${config.admin.listen.replace(/:\d+$/, ":" + plane.admin.port)}`,
+    );
+    out.info(
+      `tollgate: web console on http://${config.admin.listen.replace(/:\d+$/, ":" + plane.admin.port)}/console (sign in with an admin token)`,
+    );
+    const credential = await ensureLocalCredential(plane.stores.db, config);
+    out.info(`tollgate: local operator credential in ${credential} (the CLI on this machine uses it)`);
+  }
+  if (plane.metricsServer)
+    out.info(
+      `tollgate: metrics (/metrics, /healthz, /readyz) on ${config.metrics.listen!.replace(/:\d+$/, ":" + plane.metricsServer.port)}`,
+    );
+}
+
+/** Waits for SIGTERM or SIGINT, then closes everything in reverse start order; a second signal exits at once. */
+async function drainOnSignal(out: Output, closers: Closers): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     let stopping = false;
     const stop = (signal: string) => {
@@ -65,13 +130,7 @@ export const serve: Handler = async (args, out) => {
       }
       stopping = true;
       out.info(`tollgate: ${signal}: draining`);
-      // The data plane stops first so no request reaches a role that is already draining; the control plane then
-      // reports NOT_SERVING, finishes in-flight Checks, answers open access-log streams and commits the meter's batch.
-      (async () => {
-        await dataPlane?.close();
-        await mock?.close();
-        await plane.close();
-      })().then(() => {
+      closers.closeAll().then(() => {
         out.info("tollgate: drained");
         // Everything is committed and closed; a stray handle (a half-open client socket) must not keep the process up.
         setTimeout(() => process.exit(process.exitCode ?? 0), 1000).unref();
@@ -81,7 +140,25 @@ export const serve: Handler = async (args, out) => {
     process.on("SIGTERM", () => stop("SIGTERM"));
     process.on("SIGINT", () => stop("SIGINT"));
   });
-};
+}
+
+/**
+ * Loads a development tool (the local edge, the mock provider): the production image is built without them
+ * (Dockerfile), and there asking for one is a usage error that says so, not a stack trace.
+ */
+async function developmentTool<T>(what: string, module: string, load: () => Promise<T>): Promise<T> {
+  try {
+    return await load();
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    if (e.code !== "ERR_MODULE_NOT_FOUND" || !e.message.includes(module)) throw error;
+    throw new UsageError(
+      `${what} is a development tool and this build (the production image) does not include it: run ` +
+        "`serve --no-data-plane` or `serve --role ...` behind Envoy (envoy/envoy.yaml), with providers' real credentials " +
+        "instead of --mock-providers",
+    );
+  }
+}
 
 /** `tollgate migrate`: brings the schema up to date and exits. */
 export const migrateCommand: Handler = async (args, out) => {
@@ -89,6 +166,8 @@ export const migrateCommand: Handler = async (args, out) => {
   const db = await openDatabase(configFrom(values).database.url);
   try {
     const applied = await migrate(db);
+    // Bootstrap runs with no admin API (and so no token): the audit log names it as such.
+    if (applied.length > 0) await auditDirect(db, "bootstrap", "tollgate.cli/Migrate", { applied: applied.join(",") });
     out.result({ applied }, () => (applied.length ? `applied ${applied.join(", ")}` : "schema is up to date"));
   } finally {
     await db.close();

@@ -10,7 +10,7 @@ import {
   type StreamAccessLogsResponse,
 } from "../../gen/envoy/service/accesslog/v3/als_pb.js";
 import type { Logger } from "../../logging.js";
-import { WireCursor } from "../grpc/wire-reader.js";
+import { WireCursor } from "../wire/index.js";
 import { recordFromHttpEntry } from "./log-record.js";
 import type { Meter, MeterInput } from "./meter.js";
 
@@ -24,7 +24,9 @@ export function alsInput(entry: Uint8Array): MeterInput {
         return toJsonString(HTTPAccessLogEntrySchema, fromBinary(HTTPAccessLogEntrySchema, entry));
       } catch {
         // Not decodable, or proto JSON cannot render it (NaN in a Struct): keep the exact entry as base64 protobuf.
-        return JSON.stringify({ protobuf_base64: Buffer.from(entry.buffer, entry.byteOffset, entry.byteLength).toString("base64") });
+        return JSON.stringify({
+          protobuf_base64: Buffer.from(entry.buffer, entry.byteOffset, entry.byteLength).toString("base64"),
+        });
       }
     },
   };
@@ -96,7 +98,9 @@ export function accessLogService(options: { meter: Meter; logger: Logger }) {
         if (message.logName !== undefined && logName === undefined) logName = message.logName;
         const inputs = message.httpEntries.map(alsInput);
         if (inputs.length === 0) return;
-        const p = meter.submit(inputs).catch((error: unknown) => logger.error({ err: error, logName }, "access log batch not committed"));
+        const p = meter
+          .submit(inputs)
+          .catch((error: unknown) => logger.error({ err: error, logName }, "access log batch not committed"));
         pending.add(p);
         void p.finally(() => pending.delete(p));
       });

@@ -5,10 +5,13 @@ import {
   HTTPAccessLogEntrySchema,
   HTTPRequestPropertiesSchema,
   HTTPResponsePropertiesSchema,
+  ResponseFlagsSchema,
+  type ResponseFlags,
 } from "../../gen/envoy/data/accesslog/v3/accesslog_pb.js";
 import { MetadataSchema } from "../../gen/envoy/config/core/v3/base_pb.js";
-import { AUTHZ_NAMESPACE, USAGE_NAMESPACE, type LogRecord } from "../../domain/metering.js";
-import { MalformedMessage, WireCursor } from "../grpc/wire-reader.js";
+import type { LogRecord } from "../../domain/metering.js";
+import { AUTHZ_METADATA_NAMESPACE, FILE_LOG_KEYS as L, USAGE_METADATA_NAMESPACE } from "../../contract/index.js";
+import { MalformedMessage, WireCursor } from "../wire/index.js";
 
 /** A line or entry that cannot even be lifted into a LogRecord; the reason goes to the dead-letter table. */
 export class UnreadableEntry extends Error {
@@ -25,6 +28,8 @@ const F = {
   startTime: COMMON.startTime!.number,
   duration: COMMON.duration!.number,
   lastTxByte: COMMON.timeToLastDownstreamTxByte!.number,
+  lastUpstreamTxByte: COMMON.timeToLastUpstreamTxByte!.number,
+  responseFlags: COMMON.responseFlags!.number,
   metadata: COMMON.metadata!.number,
   intermediate: COMMON.intermediateLogEntry!.number,
   logType: COMMON.accessLogType!.number,
@@ -44,6 +49,47 @@ const F = {
   structValue: ValueSchema.field.structValue!.number,
   listValue: ValueSchema.field.listValue!.number,
 };
+
+/**
+ * ResponseFlags fields and the short names %RESPONSE_FLAGS% prints for them, in field order. `unauthorizedDetails` is
+ * a message (UAEX when present); every other field is a bool.
+ */
+export const RESPONSE_FLAG_NAMES: ReadonlyArray<
+  readonly [keyof Omit<ResponseFlags, "$typeName" | "$unknown">, string]
+> = [
+  ["failedLocalHealthcheck", "LH"],
+  ["noHealthyUpstream", "UH"],
+  ["upstreamRequestTimeout", "UT"],
+  ["localReset", "LR"],
+  ["upstreamRemoteReset", "UR"],
+  ["upstreamConnectionFailure", "UF"],
+  ["upstreamConnectionTermination", "UC"],
+  ["upstreamOverflow", "UO"],
+  ["noRouteFound", "NR"],
+  ["delayInjected", "DI"],
+  ["faultInjected", "FI"],
+  ["rateLimited", "RL"],
+  ["unauthorizedDetails", "UAEX"],
+  ["rateLimitServiceError", "RLSE"],
+  ["downstreamConnectionTermination", "DC"],
+  ["upstreamRetryLimitExceeded", "URX"],
+  ["streamIdleTimeout", "SI"],
+  ["invalidEnvoyRequestHeaders", "IH"],
+  ["downstreamProtocolError", "DPE"],
+  ["upstreamMaxStreamDurationReached", "UMSDR"],
+  ["responseFromCacheFilter", "RFCF"],
+  ["noFilterConfigFound", "NFCF"],
+  ["durationTimeout", "DT"],
+  ["upstreamProtocolError", "UPE"],
+  ["noClusterFound", "NC"],
+  ["overloadManager", "OM"],
+  ["dnsResolutionFailure", "DF"],
+  ["downstreamRemoteReset", "DR"],
+];
+const FLAG_BY_FIELD = new Map(
+  RESPONSE_FLAG_NAMES.map(([name, flag]) => [ResponseFlagsSchema.field[name]!.number, flag]),
+);
+const UNAUTHORIZED_FIELD = ResponseFlagsSchema.field.unauthorizedDetails!.number;
 
 /**
  * Lifts a gRPC ALS entry from its wire bytes: common_properties.access_log_type (or the older intermediate_log_entry
@@ -73,6 +119,8 @@ function readEntry(r: WireCursor, end: number): LogRecord {
   let usage: Record<string, unknown> | undefined;
   let requestId = "";
   let status = 0;
+  let upstreamRequestSent = false;
+  let flags = new Set<number>();
   while (r.pos < end) {
     const field = r.field(end);
     if (field === F.common) {
@@ -88,6 +136,13 @@ function readEntry(r: WireCursor, end: number): LogRecord {
           case F.lastTxByte:
             lastTxByte = timeMs(r, r.enter(c), Math.floor);
             break;
+          case F.lastUpstreamTxByte:
+            upstreamRequestSent = true;
+            r.skip(c);
+            break;
+          case F.responseFlags:
+            flags = readFlags(r, r.enter(c), flags);
+            break;
           case F.intermediate:
             intermediate = r.bool(c);
             break;
@@ -101,8 +156,8 @@ function readEntry(r: WireCursor, end: number): LogRecord {
                 continue;
               }
               const [name, value] = namespaceEntry(r, r.enter(m));
-              if (name === AUTHZ_NAMESPACE) authz = value ?? authz;
-              else if (name === USAGE_NAMESPACE) usage = value ?? usage;
+              if (name === AUTHZ_METADATA_NAMESPACE) authz = value ?? authz;
+              else if (name === USAGE_METADATA_NAMESPACE) usage = value ?? usage;
             }
             break;
           default:
@@ -138,7 +193,26 @@ function readEntry(r: WireCursor, end: number): LogRecord {
     status,
     startMs,
     durationMs: duration ?? lastTxByte ?? 0,
+    responseFlags: RESPONSE_FLAG_NAMES.filter(([name]) => flags.has(ResponseFlagsSchema.field[name]!.number)).map(
+      ([, flag]) => flag,
+    ),
+    upstreamRequestSent,
   };
+}
+
+/** ResponseFlags into the set of field numbers that are set; a repeated message merges, a repeated bool's last wins. */
+function readFlags(r: WireCursor, end: number, into: Set<number>): Set<number> {
+  while (r.pos < end) {
+    const field = r.field(end);
+    if (field === UNAUTHORIZED_FIELD) {
+      into.add(field);
+      r.skip(end);
+    } else if (FLAG_BY_FIELD.has(field)) {
+      if (r.bool(end)) into.add(field);
+      else into.delete(field);
+    } else r.skip(end);
+  }
+  return into;
 }
 
 /** A Timestamp or Duration in milliseconds; nanoseconds rounded as protobuf-es's timestampMs does (or floored). */
@@ -167,12 +241,39 @@ function namespaceEntry(r: WireCursor, end: number): [string, Record<string, unk
       start = r.start;
     } else r.skip(end);
   }
-  if (name !== AUTHZ_NAMESPACE && name !== USAGE_NAMESPACE) return [name, undefined];
+  if (name !== AUTHZ_METADATA_NAMESPACE && name !== USAGE_METADATA_NAMESPACE) return [name, undefined];
   if (start < 0) return [name, {}];
   r.pos = start;
   const value = struct(r, stop);
   r.pos = end;
   return [name, value];
+}
+
+/** Struct keys decoded so far, by a hash of their bytes: the same few keys arrive in every entry. */
+const structKeys = new Map<number, string>();
+/** Keys are the sender's choice: the cache stops growing here (later keys are decoded each time). */
+const MAX_STRUCT_KEYS = 512;
+const MAX_STRUCT_KEY_BYTES = 48;
+
+/** A Struct entry's key: a short ASCII key seen before comes from structKeys, checked byte for byte. */
+function structKey(r: WireCursor, end: number): string {
+  const stop = r.payload(end);
+  const { buf, start } = r;
+  const length = stop - start;
+  if (length > MAX_STRUCT_KEY_BYTES) return buf.toString("utf8", start, stop);
+  let hash = length;
+  for (let i = start; i < stop; i++) hash = (Math.imul(hash, 31) + buf[i]!) | 0;
+  const known = structKeys.get(hash);
+  if (known !== undefined && known.length === length) {
+    let same = true;
+    for (let i = 0; i < length && same; i++) same = known.charCodeAt(i) === buf[start + i];
+    if (same) return known;
+  }
+  const key = buf.toString("utf8", start, stop);
+  // One UTF-16 unit per byte and no U+FFFD: ASCII, which the byte comparison above can match.
+  if (known === undefined && structKeys.size < MAX_STRUCT_KEYS && key.length === length && !key.includes("\ufffd"))
+    structKeys.set(hash, key);
+  return key;
 }
 
 /** google.protobuf.Struct as the JSON object it stands for (protobuf-es's representation of a Struct field). */
@@ -189,7 +290,7 @@ function struct(r: WireCursor, end: number): Record<string, unknown> {
     let seen = false;
     while (r.pos < entry) {
       const field = r.field(entry);
-      if (field === 1) key = r.utf8(entry);
+      if (field === 1) key = structKey(r, entry);
       else if (field === 2) {
         value = structValue(r, r.enter(entry));
         seen = true;
@@ -197,7 +298,8 @@ function struct(r: WireCursor, end: number): Record<string, unknown> {
     }
     if (!seen) throw new UnreadableEntry(`metadata field "${key}" has no value`);
     // A key named __proto__ is data here, never the object's prototype.
-    if (key === "__proto__") Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
+    if (key === "__proto__")
+      Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
     else out[key] = value;
   }
   return out;
@@ -254,7 +356,8 @@ function objectOrUndefined(value: unknown, field: string): Record<string, unknow
 function integerField(value: unknown, field: string): number {
   if (value === undefined || value === null || value === "-") return 0;
   const n = typeof value === "string" ? Number(value) : value;
-  if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0) throw new UnreadableEntry(`${field} is not a non-negative integer`);
+  if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0)
+    throw new UnreadableEntry(`${field} is not a non-negative integer`);
   return n;
 }
 
@@ -269,16 +372,31 @@ export function recordFromFileLine(line: string): LogRecord {
   } catch {
     throw new UnreadableEntry("line is not JSON");
   }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new UnreadableEntry("line is not a JSON object");
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+    throw new UnreadableEntry("line is not a JSON object");
   const o = parsed as Record<string, unknown>;
-  const start = typeof o.start_time === "string" ? Date.parse(o.start_time) : NaN;
+  const startTime = o[L.startTime];
+  const logType = o[L.logType];
+  const requestId = o[L.requestId];
+  const flags = o[L.responseFlags];
+  const sent = o[L.requestTxDurationMs];
+  const start = typeof startTime === "string" ? Date.parse(startTime) : NaN;
   return {
-    logType: typeof o.log_type === "string" && o.log_type !== "-" ? o.log_type : "",
-    authz: objectOrUndefined(o.authz, "authz"),
-    usage: objectOrUndefined(o.usage, "usage"),
-    requestId: typeof o.request_id === "string" && o.request_id !== "-" ? o.request_id : "",
-    status: integerField(o.response_code, "response_code"),
+    logType: typeof logType === "string" && logType !== "-" ? logType : "",
+    authz: objectOrUndefined(o[L.authz], L.authz),
+    usage: objectOrUndefined(o[L.usage], L.usage),
+    requestId: typeof requestId === "string" && requestId !== "-" ? requestId : "",
+    status: integerField(o[L.responseCode], L.responseCode),
     startMs: Number.isFinite(start) ? start : 0,
-    durationMs: integerField(o.duration_ms, "duration_ms"),
+    durationMs: integerField(o[L.durationMs], L.durationMs),
+    // %RESPONSE_FLAGS% prints "-" for none, else short flags joined by ",".
+    responseFlags: typeof flags === "string" && flags !== "-" && flags !== "" ? flags.split(",") : [],
+    // %REQUEST_TX_DURATION%: a number (or its text) once the last request byte went upstream; "-" or null before.
+    upstreamRequestSent:
+      sent !== undefined &&
+      sent !== null &&
+      sent !== "-" &&
+      sent !== "" &&
+      integerField(sent, L.requestTxDurationMs) >= 0,
   };
 }

@@ -1,10 +1,11 @@
 import type * as grpc from "@grpc/grpc-js";
 import { Authorization, type CheckResponse } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
-import { admit, type AdmissionDeps } from "../../domain/admission.js";
+import { admit, releaseAdmission, type AdmissionDeps } from "../../domain/admission.js";
 import { deny, type Admission, type Verdict } from "../../domain/verdict.js";
 import type { Logger } from "../../logging.js";
 import { liftCheckRequest, type LiftedRequest } from "./check-request.js";
 import { encodeAllow, toCheckResponse, type ProviderRoute, type ResponseContext } from "./check-response.js";
+import type { DecisionSigner } from "../signing/decision-signature.js";
 
 /** What the Authorization service needs: admission's ports plus how to reach each provider. */
 export interface AuthzOptions {
@@ -12,6 +13,8 @@ export interface AuthzOptions {
   /** Provider id → base path and credential, from the catalogue and config. */
   providers(): ReadonlyMap<string, ProviderRoute>;
   logger: Logger;
+  /** Signs each allow's billing metadata with the secret the meter verifies. */
+  signer: DecisionSigner;
   /** Observes each decision (metrics); must not throw. */
   onDecision?(outcome: string, seconds: number): void;
 }
@@ -35,9 +38,16 @@ async function decide(lifted: LiftedRequest, options: AuthzOptions): Promise<Dec
       if (!provider) throw new Error(`provider ${verdict.model.provider} is not routable`);
       outcome = "allow";
       if (options.logger.isLevelEnabled("debug")) {
-        options.logger.debug({ decisionId: verdict.decisionId, keyId: verdict.keyId, model: verdict.model.id }, "check allowed");
+        options.logger.debug(
+          { decisionId: verdict.decisionId, keyId: verdict.keyId, model: verdict.model.id },
+          "check allowed",
+        );
       }
-      return { kind: "allow", verdict, context: { tollgateHeaders: lifted.tollgateHeaders, query: lifted.query, provider } };
+      return {
+        kind: "allow",
+        verdict,
+        context: { tollgateHeaders: lifted.tollgateHeaders, query: lifted.query, provider, signer: options.signer },
+      };
     }
     outcome = verdict.kind === "answer" ? "answer" : verdict.code;
     if (options.logger.isLevelEnabled("debug")) {
@@ -49,7 +59,9 @@ async function decide(lifted: LiftedRequest, options: AuthzOptions): Promise<Dec
     options.logger.error({ err: error }, "check failed; answering 503");
     return {
       kind: "other",
-      verdict: deny("unavailable", "The gateway cannot decide right now; retry shortly.", { retryAfterSeconds: UNAVAILABLE_RETRY_AFTER }),
+      verdict: deny("unavailable", "The gateway cannot decide right now; retry shortly.", {
+        retryAfterSeconds: UNAVAILABLE_RETRY_AFTER,
+      }),
     };
   } finally {
     options.onDecision?.(outcome, Number(process.hrtime.bigint() - started) / 1e9);
@@ -62,8 +74,14 @@ async function decide(lifted: LiftedRequest, options: AuthzOptions): Promise<Dec
  * fault, is a CheckResponse, because a gRPC error is a failure and Envoy's failure path must never be what decides.
  */
 export async function checkEncoded(request: LiftedRequest, options: AuthzOptions): Promise<Uint8Array | CheckResponse> {
-  const decided = await decide(request, options);
-  return decided.kind === "allow" ? encodeAllow(decided.verdict, decided.context) : toCheckResponse(decided.verdict, undefined);
+  return encodeDecided(await decide(request, options));
+}
+
+/** A decision on the wire: an allow through the cached-encoding fast path, anything else as a message. */
+function encodeDecided(decided: Decided): Uint8Array | CheckResponse {
+  return decided.kind === "allow"
+    ? encodeAllow(decided.verdict, decided.context)
+    : toCheckResponse(decided.verdict, undefined);
 }
 
 /**
@@ -72,10 +90,49 @@ export async function checkEncoded(request: LiftedRequest, options: AuthzOptions
  * fails closed.
  */
 export function authorizationService(options: AuthzOptions) {
+  const abandoned = throttledWarn(options.logger);
   const implementation: grpc.UntypedServiceImplementation = {
     check(call: grpc.ServerUnaryCall<LiftedRequest, CheckResponse>, callback: grpc.sendUnaryData<CheckResponse>) {
-      checkEncoded(call.request, options).then((response) => callback(null, response as CheckResponse));
+      decide(call.request, options).then((decided) => {
+        if (decided.kind === "allow" && gaveUp(call)) {
+          // Envoy's ext_authz timeout (sent as grpc-timeout) passed first: it answered 503 and forwards nothing, so no
+          // access-log entry will settle these holds; released now, they are not charged at expiry.
+          releaseAdmission(decided.verdict, options.admission);
+          abandoned();
+          if (!call.cancelled) callback({ code: GRPC_DEADLINE_EXCEEDED, details: "deadline passed before admission" });
+          return;
+        }
+        callback(null, encodeDecided(decided) as CheckResponse);
+      });
     },
   };
   return { service: Authorization, implementation, decoders: { check: liftCheckRequest } };
+}
+
+/** grpc-js status DEADLINE_EXCEEDED (the call has no listener left for a verdict). */
+const GRPC_DEADLINE_EXCEEDED = 4;
+
+/** Whether the caller can no longer receive the answer: the call was cancelled, or its deadline has passed. */
+function gaveUp(call: grpc.ServerUnaryCall<LiftedRequest, CheckResponse>): boolean {
+  if (call.cancelled) return true;
+  const deadline = call.getDeadline();
+  const at = deadline instanceof Date ? deadline.getTime() : deadline;
+  return Number.isFinite(at) && Date.now() >= at;
+}
+
+/** Logs admissions released because Envoy gave up first, at most once per 10 s with how many there were. */
+function throttledWarn(logger: Logger): () => void {
+  let last = -Infinity;
+  let count = 0;
+  return () => {
+    count++;
+    const now = Date.now();
+    if (now - last < 10_000) return;
+    last = now;
+    logger.warn(
+      { released: count },
+      "Checks decided after Envoy's ext_authz timeout: their holds were released (raise the timeout, or add authz capacity)",
+    );
+    count = 0;
+  };
 }

@@ -1,12 +1,14 @@
 import { CheckRequestSchema } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
-import { AttributeContext_HttpRequestSchema, AttributeContext_RequestSchema, AttributeContextSchema } from "../../gen/envoy/service/auth/v3/attribute_context_pb.js";
+import {
+  AttributeContext_HttpRequestSchema,
+  AttributeContext_RequestSchema,
+  AttributeContextSchema,
+} from "../../gen/envoy/service/auth/v3/attribute_context_pb.js";
 import { HeaderMapSchema, HeaderValueSchema } from "../../gen/envoy/config/core/v3/base_pb.js";
 import type { AdmissionRequest } from "../../domain/admission.js";
-import { WireCursor } from "../grpc/wire-reader.js";
+import { WireCursor } from "../wire/index.js";
 import type { RequestBody } from "../../domain/chat-request.js";
-
-/** Envoy adds this header to the CheckRequest when `allow_partial_message` cut the body at `max_request_bytes`. */
-export const PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body";
+import { AUTHZ_BODY_LIMIT_BYTES, PARTIAL_BODY_HEADER, TOLLGATE_HEADER_PREFIX } from "../../contract/index.js";
 
 /** The request as Check needs it: admission input plus the header names the client sent. */
 export interface LiftedRequest {
@@ -66,18 +68,27 @@ interface Collected {
  */
 export function liftCheckRequest(bytes: Uint8Array): LiftedRequest {
   const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const c: Collected = { method: "", path: "", body: undefined, rawBody: undefined, map: { authorization: [], partial: false, tollgate: [] }, raw: undefined };
+  const c: Collected = {
+    method: "",
+    path: "",
+    body: undefined,
+    rawBody: undefined,
+    map: { authorization: [], partial: false, tollgate: [] },
+    raw: undefined,
+  };
   // Not valid protobuf: MalformedMessage, so grpc-js answers the call with an error and Envoy fails closed.
   const r = new WireCursor(buf, "CheckRequest");
   while (r.pos < buf.length) {
     if (r.field(buf.length) !== ATTRIBUTES) r.skip(buf.length);
-    else for (const attributes = r.enter(buf.length); r.pos < attributes; ) {
-      if (r.field(attributes) !== REQUEST) r.skip(attributes);
-      else for (const request = r.enter(attributes); r.pos < request; ) {
-        if (r.field(request) !== HTTP) r.skip(request);
-        else readHttp(r, r.enter(request), c);
+    else
+      for (const attributes = r.enter(buf.length); r.pos < attributes; ) {
+        if (r.field(attributes) !== REQUEST) r.skip(attributes);
+        else
+          for (const request = r.enter(attributes); r.pos < request; ) {
+            if (r.field(request) !== HTTP) r.skip(request);
+            else readHttp(r, r.enter(request), c);
+          }
       }
-    }
   }
   return lift(c);
 }
@@ -120,8 +131,8 @@ function readMapEntry(r: WireCursor, end: number, c: Collected): void {
   let valueEnd = 0;
   while (r.pos < end) {
     const field = r.field(end);
-    if (field === MAP_KEY) keyEnd = r.payload(end), keyStart = r.start;
-    else if (field === MAP_VALUE) valueEnd = r.payload(end), valueStart = r.start;
+    if (field === MAP_KEY) (keyEnd = r.payload(end)), (keyStart = r.start);
+    else if (field === MAP_VALUE) (valueEnd = r.payload(end)), (valueStart = r.start);
     else r.skip(end);
   }
   // A key never contains a comma, so a comma in Authorization means Envoy joined two of them.
@@ -138,9 +149,9 @@ function readHeaderValue(r: WireCursor, end: number, c: Collected): void {
   let rawEnd = 0;
   while (r.pos < end) {
     const field = r.field(end);
-    if (field === HV_KEY) keyEnd = r.payload(end), keyStart = r.start;
-    else if (field === HV_VALUE) valueEnd = r.payload(end), valueStart = r.start;
-    else if (field === HV_RAW_VALUE) rawEnd = r.payload(end), rawStart = r.start;
+    if (field === HV_KEY) (keyEnd = r.payload(end)), (keyStart = r.start);
+    else if (field === HV_VALUE) (valueEnd = r.payload(end)), (valueStart = r.start);
+    else if (field === HV_RAW_VALUE) (rawEnd = r.payload(end)), (rawStart = r.start);
     else r.skip(end);
   }
   c.raw ??= { authorization: [], partial: false, tollgate: [] };
@@ -150,7 +161,14 @@ function readHeaderValue(r: WireCursor, end: number, c: Collected): void {
 
 /** Records one header if Check reads it; its value (bytes start..end) is decoded only then. */
 function record(
-  facts: HeaderFacts, buf: Buffer, keyStart: number, keyEnd: number, start: number, end: number, encoding: "utf8" | "latin1", commaJoined: boolean,
+  facts: HeaderFacts,
+  buf: Buffer,
+  keyStart: number,
+  keyEnd: number,
+  start: number,
+  end: number,
+  encoding: "utf8" | "latin1",
+  commaJoined: boolean,
 ): void {
   const kind = headerKind(buf, keyStart, keyEnd);
   if (kind === AUTHORIZATION) {
@@ -167,7 +185,7 @@ const PARTIAL = 2;
 const TOLLGATE = 3;
 const NAME_AUTHORIZATION = Buffer.from("authorization");
 const NAME_PARTIAL = Buffer.from(PARTIAL_BODY_HEADER);
-const PREFIX_TOLLGATE = Buffer.from("x-tollgate-");
+const PREFIX_TOLLGATE = Buffer.from(TOLLGATE_HEADER_PREFIX);
 
 /** Which header a name is, compared case-insensitively on its bytes (header names are ASCII; nothing is decoded). */
 function headerKind(buf: Buffer, start: number, end: number): number {
@@ -190,30 +208,41 @@ function asciiLowerEquals(buf: Buffer, start: number, lower: Uint8Array): boolea
 /**
  * Both header encodings Envoy may send (the `headers` map and `header_map` with `encode_raw_headers`; when
  * header_map has headers they are the request's) and both body encodings (`body` text, `raw_body` bytes with
- * `pack_as_bytes`), honouring the partial-body marker.
+ * `pack_as_bytes`), honouring the partial-body marker. A body that reaches the limit counts as cut even when marked
+ * complete: Envoy says "false" when its buffer filled exactly, more of the body still coming.
  */
 function lift(c: Collected): LiftedRequest {
   const headers = c.raw ?? c.map;
   const q = c.path.indexOf("?");
   let body: RequestBody;
-  if (headers.partial) body = { kind: "partial" };
+  const reachedLimit =
+    (c.rawBody?.length ?? 0) >= AUTHZ_BODY_LIMIT_BYTES || (c.body?.length ?? 0) >= AUTHZ_BODY_LIMIT_BYTES;
+  if (headers.partial || reachedLimit) body = { kind: "partial" };
   else if (c.rawBody !== undefined && c.rawBody.length > 0) body = { kind: "bytes", bytes: c.rawBody };
   else if (c.body !== undefined && c.body.length > 0) body = textBody(c.body);
   else body = { kind: "absent" };
   return {
-    admission: { method: c.method, path: q === -1 ? c.path : c.path.slice(0, q), authorization: headers.authorization, body },
+    admission: {
+      method: c.method,
+      path: q === -1 ? c.path : c.path.slice(0, q),
+      authorization: headers.authorization,
+      body,
+    },
     tollgateHeaders: headers.tollgate,
     query: q === -1 ? "" : c.path.slice(q + 1),
   };
 }
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+/** A `body` this long is not decoded here but where admission reads it (a worker thread): decoding 1 MiB takes ms. */
+const DECODE_IN_LINE_BELOW = 64 * 1024;
 
 /**
  * The `body` field is a proto string, so it should be UTF-8; when it is not, it goes on as bytes and admission
  * answers 400 "not valid UTF-8" (a lenient decode would have replaced the bad bytes and admitted a different body).
  */
 function textBody(bytes: Uint8Array): RequestBody {
+  if (bytes.length >= DECODE_IN_LINE_BELOW) return { kind: "utf8", bytes };
   try {
     return { kind: "text", text: strictUtf8.decode(bytes) };
   } catch {

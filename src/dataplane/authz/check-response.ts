@@ -1,21 +1,27 @@
 import { create, fromJson, toBinary, type JsonObject } from "@bufbuild/protobuf";
 import { StructSchema } from "@bufbuild/protobuf/wkt";
-import { HeaderValueOptionSchema, type HeaderValueOption } from "../../gen/envoy/config/core/v3/base_pb.js";
-import { CheckResponseSchema, OkHttpResponseSchema, type CheckResponse } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
+import {
+  HeaderValueOption_HeaderAppendAction,
+  HeaderValueOptionSchema,
+  type HeaderValueOption,
+} from "../../gen/envoy/config/core/v3/base_pb.js";
+import {
+  CheckResponseSchema,
+  OkHttpResponseSchema,
+  type CheckResponse,
+} from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
 import type { Admission, DenyCode, RateLimitState, Verdict } from "../../domain/verdict.js";
 import type { CatalogueModel } from "../../domain/catalogue.js";
-import { AllowWireWriter, LEN, varintSize, writeVarint } from "./allow-wire.js";
-
-/** Headers authz sets on an allowed request; the data plane routes and rewrites by them. */
-export const HEADER = {
-  provider: "x-tollgate-provider",
-  upstreamModel: "x-tollgate-upstream-model",
-  stream: "x-tollgate-stream",
-  decisionId: "x-tollgate-decision-id",
-} as const;
-
-/** Namespace Envoy files CheckResponse.dynamic_metadata under; the usage filter and the meter read it back. */
-export const AUTHZ_METADATA_NAMESPACE = "envoy.filters.http.ext_authz";
+import { AllowWireWriter } from "./allow-wire.js";
+import { LEN, tagOf, varintSize, writeVarint } from "../wire/index.js";
+import type { DecisionSigner } from "../signing/decision-signature.js";
+import {
+  AUTHZ_METADATA_KEYS as K,
+  type AuthzMetadataKey,
+  STREAM_HEADER_ON,
+  TOLLGATE_HEADER_PREFIX,
+  TOLLGATE_HEADERS as HEADER,
+} from "../../contract/index.js";
 
 /** The one table from verdict code to HTTP status and OpenAI error type. Nothing else knows status codes. */
 export const DENY_STATUS: Readonly<Record<DenyCode, { http: number; type: string }>> = {
@@ -29,7 +35,9 @@ export const DENY_STATUS: Readonly<Record<DenyCode, { http: number; type: string
   model_not_found: { http: 404, type: "invalid_request_error" },
   model_not_permitted: { http: 403, type: "invalid_request_error" },
   insufficient_credits: { http: 402, type: "insufficient_quota" },
+  budget_exceeded: { http: 402, type: "insufficient_quota" },
   rate_limit_exceeded: { http: 429, type: "rate_limit_error" },
+  concurrency_limit_exceeded: { http: 429, type: "rate_limit_error" },
   unavailable: { http: 503, type: "server_error" },
 };
 
@@ -49,11 +57,20 @@ export interface ResponseContext {
   tollgateHeaders: readonly string[];
   query: string;
   provider: ProviderRoute;
+  /** Signs the billing fields of the metadata, so the meter bills only what authz admitted. */
+  signer: DecisionSigner;
 }
 
-/** A header mutation that replaces any existing value: `append: false`, sent explicitly as the contract requires. */
+/**
+ * A header mutation that replaces any existing value: `append_action: OVERWRITE_IF_EXISTS_OR_ADD`, and the deprecated
+ * `append` left out. Envoy up to 1.36 reads an absent `append` as false (replace) for request headers and applies
+ * `append_action` to response headers; from 1.37 `append_action` decides whenever `append` is absent.
+ */
 function set(key: string, value: string): HeaderValueOption {
-  return create(HeaderValueOptionSchema, { header: { key, value }, append: false });
+  return create(HeaderValueOptionSchema, {
+    header: { key, value },
+    appendAction: HeaderValueOption_HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,
+  });
 }
 
 /**
@@ -67,6 +84,16 @@ function rateLimitEntries(state: RateLimitState, put: (key: string, value: strin
   put("x-ratelimit-limit-tokens", String(state.tokens.limit));
   put("x-ratelimit-remaining-tokens", String(state.tokens.remaining));
   put("x-ratelimit-reset-tokens", `${state.tokens.resetSeconds}s`);
+  if (state.requestsDay) {
+    put("x-ratelimit-limit-requests-day", String(state.requestsDay.limit));
+    put("x-ratelimit-remaining-requests-day", String(state.requestsDay.remaining));
+    put("x-ratelimit-reset-requests-day", `${state.requestsDay.resetSeconds}s`);
+  }
+  if (state.tokensDay) {
+    put("x-ratelimit-limit-tokens-day", String(state.tokensDay.limit));
+    put("x-ratelimit-remaining-tokens-day", String(state.tokensDay.remaining));
+    put("x-ratelimit-reset-tokens-day", `${state.tokensDay.resetSeconds}s`);
+  }
 }
 
 function rateLimitHeaders(state: RateLimitState | undefined): HeaderValueOption[] {
@@ -78,13 +105,13 @@ function rateLimitHeaders(state: RateLimitState | undefined): HeaderValueOption[
 /** The part of an admission's metadata fixed by the model and the prices in force (cacheable per snapshot). */
 function modelMetadata(model: CatalogueModel): JsonObject {
   return {
-    model: model.id,
-    upstream_model: model.upstreamModel,
-    provider: model.provider,
+    [K.model]: model.id,
+    [K.upstreamModel]: model.upstreamModel,
+    [K.provider]: model.provider,
     // Prices and money as decimal strings: Struct numbers are doubles and money never passes through a float.
-    price_input: model.prices.input.toString(),
-    price_cached_input: model.prices.cachedInput.toString(),
-    price_output: model.prices.output.toString(),
+    [K.priceInput]: model.prices.input.toString(),
+    [K.priceCachedInput]: model.prices.cachedInput.toString(),
+    [K.priceOutput]: model.prices.output.toString(),
   };
 }
 
@@ -95,21 +122,26 @@ type MetadataValue = string | number | boolean;
  * The part of an admission's metadata that is new for every request, handed field by field to `put`: the message
  * path collects them into a JsonObject, the wire path writes them straight into its buffer without an object.
  */
-function requestMetadata(a: Admission, put: (key: string, value: MetadataValue) => void): void {
-  put("decision_id", a.decisionId);
-  put("account_id", a.accountId);
-  put("key_id", a.keyId);
-  put("reserved_tokens", a.reservedTokens);
-  put("reserved_nanos", a.reservedNanos.toString());
-  put("prompt_tokens_estimate", a.promptTokensEstimate);
-  put("max_output_tokens", a.maxOutputTokens);
-  put("stream", a.stream);
+function requestMetadata(
+  a: Admission,
+  signer: DecisionSigner,
+  put: (key: AuthzMetadataKey, value: MetadataValue) => void,
+): void {
+  put(K.decisionId, a.decisionId);
+  put(K.accountId, a.accountId);
+  put(K.keyId, a.keyId);
+  put(K.reservedTokens, a.reservedTokens);
+  put(K.reservedNanos, a.reservedNanos.toString());
+  put(K.promptTokensEstimate, a.promptTokensEstimate);
+  put(K.maxOutputTokens, a.maxOutputTokens);
+  put(K.stream, a.stream);
+  put(K.signature, signer.sign(a));
 }
 
 /** The dynamic metadata of an admission: the join key and everything the meter needs, so nothing is looked up twice. */
-function admissionMetadata(a: Admission): JsonObject {
+function admissionMetadata(a: Admission, signer: DecisionSigner): JsonObject {
   const metadata: JsonObject = {};
-  requestMetadata(a, (key, value) => (metadata[key] = value));
+  requestMetadata(a, signer, (key, value) => (metadata[key] = value));
   return { ...metadata, ...modelMetadata(a.model) };
 }
 
@@ -121,7 +153,11 @@ export function toCheckResponse(verdict: Verdict, context: ResponseContext | und
       status: { code: GRPC_PERMISSION_DENIED, message: "answered by tollgate" },
       httpResponse: {
         case: "deniedResponse",
-        value: { status: { code: 200 }, headers: [set("content-type", "application/json")], body: JSON.stringify(verdict.body) },
+        value: {
+          status: { code: 200 },
+          headers: [set("content-type", "application/json")],
+          body: JSON.stringify(verdict.body),
+        },
       },
     });
   }
@@ -134,7 +170,7 @@ export function toCheckResponse(verdict: Verdict, context: ResponseContext | und
   return create(CheckResponseSchema, {
     status: { code: http === 401 ? GRPC_UNAUTHENTICATED : GRPC_PERMISSION_DENIED, message: verdict.code },
     httpResponse: { case: "deniedResponse", value: { status: { code: http }, headers, body } },
-    dynamicMetadata: { verdict: verdict.code },
+    dynamicMetadata: { [K.verdict]: verdict.code },
   });
 }
 
@@ -146,7 +182,7 @@ function allowHeaders(a: Admission, context: ResponseContext): HeaderValueOption
     set(HEADER.provider, a.model.provider),
     set(HEADER.upstreamModel, a.model.upstreamModel),
   ];
-  if (a.stream) headers.push(set(HEADER.stream, "1"));
+  if (a.stream) headers.push(set(HEADER.stream, STREAM_HEADER_ON));
   return headers;
 }
 
@@ -157,7 +193,7 @@ function allowHeaders(a: Admission, context: ResponseContext): HeaderValueOption
 function clientTollgateHeaders(tollgateHeaders: readonly string[], stream: boolean): string[] {
   return tollgateHeaders.filter(
     (name) =>
-      name.startsWith("x-tollgate-") &&
+      name.startsWith(TOLLGATE_HEADER_PREFIX) &&
       name !== HEADER.provider &&
       name !== HEADER.upstreamModel &&
       (name !== HEADER.stream || !stream),
@@ -175,7 +211,7 @@ function allowResponse(a: Admission, context: ResponseContext): CheckResponse {
         responseHeadersToAdd: [set(HEADER.decisionId, a.decisionId), ...rateLimitHeaders(a.rateLimit)],
       },
     },
-    dynamicMetadata: admissionMetadata(a),
+    dynamicMetadata: admissionMetadata(a, context.signer),
   });
 }
 
@@ -195,10 +231,12 @@ const RESPONSE_HEADERS_FIELD = OkHttpResponseSchema.field.responseHeadersToAdd!.
 const metaWriter = new AllowWireWriter();
 const okWriter = new AllowWireWriter();
 const putMeta = (key: string, value: MetadataValue): void => void metaWriter.structEntry(key, value);
-const putRateLimit = (key: string, value: string): void => void okWriter.headerOption(RESPONSE_HEADERS_FIELD, key, value);
+const putRateLimit = (key: string, value: string): void =>
+  void okWriter.headerOption(RESPONSE_HEADERS_FIELD, key, value);
 
 function routeHeaders(a: Admission, context: ResponseContext): Uint8Array {
-  const encode = () => toBinary(OkHttpResponseSchema, create(OkHttpResponseSchema, { headers: allowHeaders(a, context) }));
+  const encode = () =>
+    toBinary(OkHttpResponseSchema, create(OkHttpResponseSchema, { headers: allowHeaders(a, context) }));
   // A query string is rare and part of the rewritten :path, so such requests are encoded each time.
   if (context.query !== "") return encode();
   let byRoute = encodedHeaders.get(a.model);
@@ -225,7 +263,7 @@ export function encodeAllow(a: Admission, context: ResponseContext): Uint8Array 
   let modelMeta = encodedModelMetadata.get(a.model);
   if (!modelMeta) encodedModelMetadata.set(a.model, (modelMeta = structBytes(modelMetadata(a.model))));
   metaWriter.reset();
-  requestMetadata(a, putMeta);
+  requestMetadata(a, context.signer, putMeta);
   const requestMeta = metaWriter.bytes();
   const ok = okWriter.reset();
   for (const name of clientTollgateHeaders(context.tollgateHeaders, a.stream)) ok.string(HEADERS_TO_REMOVE_FIELD, name);
@@ -239,12 +277,12 @@ export function encodeAllow(a: Admission, context: ResponseContext): Uint8Array 
   );
   out.set(STATUS_OK, 0);
   let at = STATUS_OK.length;
-  at = writeVarint(out, at, (DYNAMIC_METADATA_FIELD << 3) | LEN);
+  at = writeVarint(out, at, tagOf(DYNAMIC_METADATA_FIELD, LEN));
   at = writeVarint(out, at, metaLength);
   out.set(modelMeta, at);
   out.set(requestMeta, (at += modelMeta.length));
   at += requestMeta.length;
-  at = writeVarint(out, at, (OK_RESPONSE_FIELD << 3) | LEN);
+  at = writeVarint(out, at, tagOf(OK_RESPONSE_FIELD, LEN));
   at = writeVarint(out, at, okLength);
   out.set(headers, at);
   out.set(perRequest, at + headers.length);

@@ -1,6 +1,18 @@
+import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
-import { create, fromBinary, toBinary, type DescMessage, type DescService, type MessageShape } from "@bufbuild/protobuf";
-import { Health, HealthCheckResponse_ServingStatus, HealthCheckResponseSchema } from "../../gen/grpc/health/v1/health_pb.js";
+import {
+  create,
+  fromBinary,
+  toBinary,
+  type DescMessage,
+  type DescService,
+  type MessageShape,
+} from "@bufbuild/protobuf";
+import {
+  Health,
+  HealthCheckResponse_ServingStatus,
+  HealthCheckResponseSchema,
+} from "../../gen/grpc/health/v1/health_pb.js";
 
 /** Per-method request decoders replacing protobuf-es's full decode (a hot path reading only what it needs). */
 export type RequestDecoders = Readonly<Record<string, (bytes: Buffer) => unknown>>;
@@ -48,7 +60,9 @@ export interface HealthState {
 
 /** Implements grpc.health.v1.Health (Check and Watch) over a mutable status table. */
 export function createHealthService(): { state: HealthState; implementation: grpc.UntypedServiceImplementation } {
-  const statuses = new Map<string, HealthCheckResponse_ServingStatus>([["", HealthCheckResponse_ServingStatus.SERVING]]);
+  const statuses = new Map<string, HealthCheckResponse_ServingStatus>([
+    ["", HealthCheckResponse_ServingStatus.SERVING],
+  ]);
   const watchers = new Set<{ service: string; call: grpc.ServerWritableStream<{ service: string }, unknown> }>();
   const statusOf = (service: string) => statuses.get(service) ?? HealthCheckResponse_ServingStatus.SERVICE_UNKNOWN;
   const notify = () => {
@@ -57,7 +71,10 @@ export function createHealthService(): { state: HealthState; implementation: grp
   return {
     state: {
       set(service, serving) {
-        statuses.set(service, serving ? HealthCheckResponse_ServingStatus.SERVING : HealthCheckResponse_ServingStatus.NOT_SERVING);
+        statuses.set(
+          service,
+          serving ? HealthCheckResponse_ServingStatus.SERVING : HealthCheckResponse_ServingStatus.NOT_SERVING,
+        );
         notify();
       },
       shutdown() {
@@ -92,11 +109,57 @@ export interface RunningGrpcServer {
   close(graceMs?: number): Promise<void>;
 }
 
+/** PEM files for mutual TLS: this server's certificate and key, and the CA its clients' certificates must chain to. */
+export interface MutualTlsFiles {
+  certFile: string;
+  keyFile: string;
+  clientCaFile: string;
+}
+
+/** A TLS file that cannot be used; the message names the file and the config field. */
+export class TlsFileError extends Error {
+  override name = "TlsFileError";
+}
+
+/** Reads a PEM file named by config field `tls.<field>`, refusing one that is unreadable or holds no PEM block. */
+export function readPem(file: string, field: string, marker: RegExp): Buffer {
+  let pem: Buffer;
+  try {
+    pem = readFileSync(file);
+  } catch (error) {
+    throw new TlsFileError(`tls.${field}: cannot read ${file}: ${(error as Error).message}`);
+  }
+  if (!marker.test(pem.toString("latin1")))
+    throw new TlsFileError(
+      `tls.${field}: ${file} holds no PEM ${field.endsWith("key_file") ? "private key" : "certificate"}`,
+    );
+  return pem;
+}
+
+/**
+ * Server credentials requiring a client certificate signed by `clientCaFile` (authz hands provider credentials to
+ * its caller and the meter bills what it is sent: only Envoy may connect). Without files: plaintext.
+ */
+export function serverCredentials(tls: MutualTlsFiles | undefined): grpc.ServerCredentials {
+  if (!tls) return grpc.ServerCredentials.createInsecure();
+  const cert = readPem(tls.certFile, "cert_file", /-----BEGIN CERTIFICATE-----/);
+  const key = readPem(tls.keyFile, "key_file", /-----BEGIN [A-Z ]*PRIVATE KEY-----/);
+  const ca = readPem(tls.clientCaFile, "client_ca_file", /-----BEGIN CERTIFICATE-----/);
+  return grpc.ServerCredentials.createSsl(ca, [{ cert_chain: cert, private_key: key }], true);
+}
+
 /** Listens on `address` with the given services plus grpc.health.v1. Bodies up to 8 MiB pass (Check carries them). */
 export async function startGrpcServer(
   address: string,
-  services: ReadonlyArray<{ service: DescService; implementation: grpc.UntypedServiceImplementation; decoders?: RequestDecoders }>,
+  services: ReadonlyArray<{
+    service: DescService;
+    implementation: grpc.UntypedServiceImplementation;
+    decoders?: RequestDecoders;
+  }>,
+  options: { tls?: MutualTlsFiles } = {},
 ): Promise<RunningGrpcServer> {
+  // Read (and fail on) the files before anything listens.
+  const credentials = serverCredentials(options.tls);
   const server = new grpc.Server({
     "grpc.max_receive_message_length": 8 * 1024 * 1024,
     "grpc.max_send_message_length": 8 * 1024 * 1024,
@@ -108,7 +171,7 @@ export async function startGrpcServer(
   }
   server.addService(grpcDefinition(Health), health.implementation);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))),
+    server.bindAsync(address, credentials, (error, bound) => (error ? reject(error) : resolve(bound))),
   );
   return {
     port,

@@ -1,21 +1,27 @@
 // TypeScript twin of envoy/usage.lua, used by the local edge where Envoy is absent. Both are held to the same
 // vectors (test/vectors/usage, test/vectors/request-rewrite), so every rule here mirrors one there: change both.
+import {
+  USAGE_ESTIMATE_REASONS as R,
+  USAGE_METADATA_KEYS as U,
+  USAGE_SOURCES,
+  type UsageEstimateReason,
+} from "../../contract/index.js";
 
-/** The `tollgate.usage` dynamic metadata the meter bills from; keys are the exact metadata keys. */
-export interface UsageMetadata {
-  prompt_tokens: number;
-  completion_tokens: number;
-  cached_tokens: number;
-  reasoning_tokens: number;
+/** The `tollgate.usage` dynamic metadata the meter bills from; keys are the exact metadata keys (src/contract). */
+export interface UsageMetadata extends Counts {
   /** "provider" when the upstream reported usage (or an error, which costs nothing), else "estimate". */
-  source: "provider" | "estimate";
+  [U.source]: (typeof USAGE_SOURCES)[keyof typeof USAGE_SOURCES];
   /** True when the response finished normally: JSON fully received, or the stream reached [DONE] or a usage chunk. */
-  complete: boolean;
+  [U.complete]: boolean;
+  /** Why the counts are an estimate (or billed as one: cut short); "" when the provider's usage was read whole. */
+  [U.estimateReason]: UsageEstimateReason | "";
 }
 
 /** What the extractor needs to know about the response before its body arrives. */
 export interface UsageExtractorOptions {
   contentType: string | null | undefined;
+  /** The response's content-encoding: anything but identity means the body cannot be read (Lua: `is_compressed`). */
+  contentEncoding?: string | null;
   status: number;
   /** Authz's `prompt_tokens_estimate`; used when the provider reports no usage. */
   promptTokensEstimate?: number | null;
@@ -33,11 +39,12 @@ export interface UsageExtractor {
 const MAX_JSON_BODY_BYTES = 8 * 1024 * 1024;
 
 type Kind = "sse" | "json" | "other";
+/** The four token counts of `tollgate.usage`. */
 interface Counts {
-  prompt_tokens: number;
-  completion_tokens: number;
-  cached_tokens: number;
-  reasoning_tokens: number;
+  [U.promptTokens]: number;
+  [U.completionTokens]: number;
+  [U.cachedTokens]: number;
+  [U.reasoningTokens]: number;
 }
 type JsonObject = Record<string, unknown>;
 
@@ -75,6 +82,16 @@ function mediaKind(contentType: string | null | undefined): Kind {
   return "other";
 }
 
+/**
+ * A content-encoding other than identity (a provider that ignored `accept-encoding: identity`): nothing in the body
+ * can be read. Codings are comma-separated, ASCII case-insensitive, as Lua's `gmatch("[^,%s]+")` splits them.
+ */
+function isCompressed(contentEncoding: string | null | undefined): boolean {
+  if (typeof contentEncoding !== "string") return false;
+  const lower = contentEncoding.replace(/[A-Z]/g, (c) => c.toLowerCase());
+  return (lower.match(/[^, \t\n\v\f\r]+/g) ?? []).some((coding) => coding !== "identity");
+}
+
 function parseJson(text: string): { ok: true; value: unknown } | { ok: false } {
   try {
     return { ok: true, value: JSON.parse(text) as unknown };
@@ -91,23 +108,48 @@ function readUsage(u: JsonObject): Counts {
       ? count(pd["cached_tokens"])
       : count(u["prompt_cache_hit_tokens"]);
   const cd = u["completion_tokens_details"];
+  const reasoning = isObject(cd) ? count(cd["reasoning_tokens"]) : 0;
+  const prompt = count(u["prompt_tokens"]);
+  let completion = count(u["completion_tokens"]);
+  // Google reports thinking tokens beside completion_tokens (its total_tokens counts both), OpenAI and DeepSeek
+  // inside them; completion_tokens here is OpenAI's (all output billed), so tokens reported beside are added in.
+  if (reasoning > 0 && (reasoning > completion || count(u["total_tokens"]) === prompt + completion + reasoning))
+    completion += reasoning;
+  // Left: our metadata keys (the contract); right: the provider's usage fields (OpenAI's API).
   return {
-    prompt_tokens: count(u["prompt_tokens"]),
-    completion_tokens: count(u["completion_tokens"]),
-    cached_tokens: cached,
-    reasoning_tokens: isObject(cd) ? count(cd["reasoning_tokens"]) : 0,
+    [U.promptTokens]: prompt,
+    [U.completionTokens]: completion,
+    [U.cachedTokens]: cached,
+    [U.reasoningTokens]: reasoning,
   };
+}
+
+/**
+ * Counts the meter can bill: it refuses cached above prompt, reasoning above completion and counts past 2^53, so
+ * such usage is not read and the response is estimated as "invalid_usage" instead of never billed (Lua: `billable`).
+ */
+function billable(u: Counts): boolean {
+  return (
+    u[U.cachedTokens] <= u[U.promptTokens] &&
+    u[U.reasoningTokens] <= u[U.completionTokens] &&
+    u[U.promptTokens] <= Number.MAX_SAFE_INTEGER &&
+    u[U.completionTokens] <= Number.MAX_SAFE_INTEGER
+  );
 }
 
 /** Creates a streaming usage extractor for one response (the local edge's stand-in for envoy/usage.lua). */
 export function createUsageExtractor(options: UsageExtractorOptions): UsageExtractor {
-  const kind = mediaKind(options.contentType);
+  const compressed = isCompressed(options.contentEncoding);
+  // A compressed body is not parsed at all: its bytes are only counted.
+  const kind: Kind = compressed ? "other" : mediaKind(options.contentType);
+  let bytes = 0;
   const status = options.status;
   const estimate = count(options.promptTokensEstimate);
   // ignoreBOM keeps a BOM as text, as the Lua filter (which sees bytes) does.
   const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
   let textChars = 0;
   let usage: Counts | undefined;
+  let invalidUsage = false;
   let sawDone = false;
   let jsonOk = false;
   let ended = false;
@@ -122,7 +164,11 @@ export function createUsageExtractor(options: UsageExtractorOptions): UsageExtra
   let overflow = false;
 
   function takeObject(obj: JsonObject, part: "delta" | "message"): void {
-    if (isObject(obj["usage"])) usage = readUsage(obj["usage"]);
+    if (isObject(obj["usage"])) {
+      const read = readUsage(obj["usage"]);
+      invalidUsage = !billable(read);
+      usage = invalidUsage ? undefined : read;
+    }
     const choices = obj["choices"];
     if (!Array.isArray(choices)) return;
     for (const choice of choices) {
@@ -153,7 +199,10 @@ export function createUsageExtractor(options: UsageExtractorOptions): UsageExtra
 
   // One SSE line (WHATWG EventSource rules): blank dispatches, ":" is a comment, "data" accumulates.
   function sseLine(l: string): void {
-    if (l === "") return dispatchEvent();
+    if (l === "") {
+      dispatchEvent();
+      return;
+    }
     if (l.startsWith(":")) return;
     const colon = l.indexOf(":");
     let field = l;
@@ -197,31 +246,49 @@ export function createUsageExtractor(options: UsageExtractorOptions): UsageExtra
 
   function result(cutShort: boolean): UsageMetadata {
     let counts: Counts;
-    let source: UsageMetadata["source"];
+    let source: UsageMetadata[typeof U.source];
     if (usage !== undefined) {
       counts = { ...usage };
-      source = "provider";
+      source = USAGE_SOURCES.provider;
     } else if (status >= 400) {
       // An upstream error costs nothing.
-      counts = { prompt_tokens: 0, completion_tokens: 0, cached_tokens: 0, reasoning_tokens: 0 };
-      source = "provider";
+      counts = { [U.promptTokens]: 0, [U.completionTokens]: 0, [U.cachedTokens]: 0, [U.reasoningTokens]: 0 };
+      source = USAGE_SOURCES.provider;
     } else {
-      counts = { prompt_tokens: estimate, completion_tokens: Math.ceil(textChars / 4), cached_tokens: 0, reasoning_tokens: 0 };
-      source = "estimate";
+      // Completion: a token per 4 characters of the text seen; of a compressed body, per 4 of its bytes.
+      counts = {
+        [U.promptTokens]: estimate,
+        [U.completionTokens]: Math.ceil((compressed ? bytes : textChars) / 4),
+        [U.cachedTokens]: 0,
+        [U.reasoningTokens]: 0,
+      };
+      source = USAGE_SOURCES.estimate;
     }
     let complete: boolean;
     if (cutShort) complete = false;
-    else if (status >= 400) complete = true;
+    else if (status >= 400 || compressed) complete = true;
     else if (kind === "sse") complete = sawDone || usage !== undefined;
     else if (kind === "json") complete = jsonOk;
     else complete = true;
-    return { ...counts, source, complete };
+    return { ...counts, [U.source]: source, [U.complete]: complete, [U.estimateReason]: reason(source, cutShort) };
+  }
+
+  /** Why the counts are not the provider's, read whole ("" when they are); the Lua filter decides in this order. */
+  function reason(source: UsageMetadata[typeof U.source], cutShort: boolean): UsageEstimateReason | "" {
+    if (source === USAGE_SOURCES.estimate && compressed) return R.compressed;
+    if (cutShort) return R.cutShort;
+    if (source !== USAGE_SOURCES.estimate) return "";
+    if (overflow) return R.tooLarge;
+    if (invalidUsage) return R.invalidUsage;
+    if (kind === "other" || (kind === "json" && !jsonOk)) return R.unreadable;
+    return R.noUsage;
   }
 
   return {
     push(chunk: Uint8Array): void {
       if (ended) throw new Error("usage extractor: push after end");
       if (chunk.length === 0) return;
+      bytes += chunk.length;
       if (kind === "json") {
         if (overflow) return;
         size += chunk.length;

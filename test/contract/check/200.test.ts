@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { estimateChatPromptTokens } from "../../../src/domain/token-estimate.js";
 import { bearer, chat, check, checkFixture, clock, useCheckPlane } from "./setup.js";
+import { OVERWRITE } from "../../support/authz-client.js";
 
 const plane = useCheckPlane();
 
@@ -17,9 +18,10 @@ describe("200: allowed requests", () => {
       "x-tollgate-upstream-model": "gpt-5.5",
     });
     expect(res.headersToRemove).toEqual([]);
-    // Every header mutation carries append=false explicitly.
-    expect(res.appendFlags.length).toBeGreaterThan(0);
-    expect(res.appendFlags.every((flag) => flag === false)).toBe(true);
+    // Every header mutation says OVERWRITE_IF_EXISTS_OR_ADD in append_action and leaves the deprecated append out:
+    // Envoy 1.31+ replaces (an unset append reads as false before 1.37; append_action wins from then on).
+    expect(res.headerModes.length).toBeGreaterThan(0);
+    expect(new Set(res.headerModes)).toEqual(new Set([OVERWRITE]));
     const decisionId = res.responseHeaders["x-tollgate-decision-id"];
     expect(decisionId).toMatch(/^[0-9a-f-]{36}$/);
 
@@ -40,6 +42,8 @@ describe("200: allowed requests", () => {
       prompt_tokens_estimate: prompt,
       max_output_tokens: 64,
       stream: false,
+      // HMAC over the billing fields; test/security/meter-forgery.test.ts proves the meter bills only what verifies.
+      sig: expect.stringMatching(/^v1\.[A-Za-z0-9_-]{43}$/),
     });
   });
 
@@ -91,13 +95,19 @@ describe("200: allowed requests", () => {
 
   it("ignores a 1 MB value in an unrelated header", async () => {
     const { secret } = await plane().account("pro");
-    const res = await check(plane(), { headers: { ...bearer(secret), "x-big": "a".repeat(1024 * 1024) }, body: chat() });
+    const res = await check(plane(), {
+      headers: { ...bearer(secret), "x-big": "a".repeat(1024 * 1024) },
+      body: chat(),
+    });
     expect(res.allowed).toBe(true);
   });
 
   it("prefers max_completion_tokens over max_tokens for the reservation", async () => {
     const { secret } = await plane().account("pro");
-    const res = await check(plane(), { headers: bearer(secret), body: chat("gpt-5.5", { max_tokens: 10, max_completion_tokens: 20 }) });
+    const res = await check(plane(), {
+      headers: bearer(secret),
+      body: chat("gpt-5.5", { max_tokens: 10, max_completion_tokens: 20 }),
+    });
     expect(res.metadata.max_output_tokens).toBe(20);
   });
 

@@ -39,7 +39,11 @@ describe("401: authentication", () => {
   it("refuses two Authorization values, in both header encodings", async () => {
     const { secret } = await plane().account();
     for (const rawHeaders of [false, true]) {
-      const res = await check(plane(), { headers: { authorization: [`Bearer ${secret}`, `Bearer ${secret}`] }, body: chat(), rawHeaders });
+      const res = await check(plane(), {
+        headers: { authorization: [`Bearer ${secret}`, `Bearer ${secret}`] },
+        body: chat(),
+        rawHeaders,
+      });
       await expect401(res, "missing_api_key", secret);
       expect(res.error?.message).toMatch(/exactly one Authorization/);
     }

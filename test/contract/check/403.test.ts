@@ -28,8 +28,11 @@ describe("403: model not permitted", () => {
     expect((await check(plane(), { headers: bearer(secret), body: chat("claude-haiku-4.5") })).allowed).toBe(true);
   });
 
-  it("does not let an allow-list widen the plan", async () => {
-    const { secret } = await plane().account("basic", { allowedModels: ["gpt-5.5", "claude-haiku-4.5"] });
+  it("does not let an account's allow-list widen the plan", async () => {
+    const { secret } = await plane().account("basic", {
+      allowedModels: ["gpt-5.5", "claude-haiku-4.5"],
+      setBy: "account",
+    });
     expect((await check(plane(), { headers: bearer(secret), body: chat("gpt-5.5") })).httpStatus).toBe(403);
     const models = await check(plane(), { method: "GET", path: "/v1/models", headers: bearer(secret) });
     expect(JSON.parse(models.body).data.map((m: { id: string }) => m.id)).toEqual(["claude-haiku-4.5"]);

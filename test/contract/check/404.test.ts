@@ -18,7 +18,10 @@ describe("404: unknown model or endpoint", () => {
 
   it("refuses a retired model as not found", async () => {
     const { secret } = await plane().account("scale");
-    await plane().plane.stores.db.knex("models").where({ id: "gpt-oss-120b" }).update({ retired: true, updated_at: Date.now() + 1 });
+    await plane()
+      .plane.stores.db.knex("models")
+      .where({ id: "gpt-oss-120b" })
+      .update({ retired: true, updated_at: Date.now() + 1 });
     await plane().plane.reloadCatalogue();
     try {
       const res = await check(plane(), { headers: bearer(secret), body: chat("gpt-oss-120b") });
@@ -32,7 +35,13 @@ describe("404: unknown model or endpoint", () => {
 
   it("refuses endpoints the gateway does not serve", async () => {
     const { secret } = await plane().account("scale");
-    for (const [method, path] of [["POST", "/v1/embeddings"], ["GET", "/v1/chat/completions"], ["POST", "/v1/completions"], ["DELETE", "/v1/models/gpt-5.5"], ["POST", "/"]] as const) {
+    for (const [method, path] of [
+      ["POST", "/v1/embeddings"],
+      ["GET", "/v1/chat/completions"],
+      ["POST", "/v1/completions"],
+      ["DELETE", "/v1/models/gpt-5.5"],
+      ["POST", "/"],
+    ] as const) {
       const res = await check(plane(), { method, path, headers: bearer(secret), body: chat() });
       expect(res.httpStatus, `${method} ${path}`).toBe(404);
       expect(res.error?.code).toBe("unsupported_endpoint");
@@ -42,6 +51,8 @@ describe("404: unknown model or endpoint", () => {
 
   it("ignores the query string when matching the endpoint", async () => {
     const { secret } = await plane().account("scale");
-    expect((await check(plane(), { path: "/v1/chat/completions?x=1", headers: bearer(secret), body: chat() })).allowed).toBe(true);
+    expect(
+      (await check(plane(), { path: "/v1/chat/completions?x=1", headers: bearer(secret), body: chat() })).allowed,
+    ).toBe(true);
   });
 });

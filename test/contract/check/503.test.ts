@@ -24,13 +24,20 @@ describe("503: the control plane cannot decide", () => {
   });
 
   it("injects configured provider credentials and refuses models of a provider without one", async () => {
-    const plane = await startTestPlane(sqliteTarget(), { mockProviders: false, env: { TOLLGATE_PROVIDER_OPENAI_API_KEY: "sk-upstream-openai" } });
+    const plane = await startTestPlane(sqliteTarget(), {
+      mockProviders: false,
+      env: { TOLLGATE_PROVIDER_OPENAI_API_KEY: "sk-upstream-openai" },
+    });
     try {
       const { secret } = await plane.account("pro");
-      const ok = outcome(await plane.authz.check(envoyCheckRequest({ headers: bearer(secret), body: chat("gpt-5.5") })));
+      const ok = outcome(
+        await plane.authz.check(envoyCheckRequest({ headers: bearer(secret), body: chat("gpt-5.5") })),
+      );
       expect(ok.allowed).toBe(true);
       expect(ok.headers.authorization).toBe("Bearer sk-upstream-openai");
-      const res = outcome(await plane.authz.check(envoyCheckRequest({ headers: bearer(secret), body: chat("gemini-3.1-pro") })));
+      const res = outcome(
+        await plane.authz.check(envoyCheckRequest({ headers: bearer(secret), body: chat("gemini-3.1-pro") })),
+      );
       expect(res.httpStatus).toBe(503);
       expect(res.headers["retry-after"]).toBe("30");
       expect(res.error?.code).toBe("unavailable");

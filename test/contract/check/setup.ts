@@ -4,7 +4,13 @@ import { afterAll, beforeAll } from "vitest";
 import type { JsonValue } from "@bufbuild/protobuf";
 import { sqliteTarget } from "../../support/services.js";
 import { startTestPlane, type TestPlane } from "../../support/control-plane.js";
-import { checkRequestFromJson, envoyCheckRequest, outcome, type CheckOutcome, type CheckShape } from "../../support/authz-client.js";
+import {
+  checkRequestFromJson,
+  envoyCheckRequest,
+  outcome,
+  type CheckOutcome,
+  type CheckShape,
+} from "../../support/authz-client.js";
 
 /** A settable clock, so expiry and grace periods are tested without sleeping. */
 export const clock = { now: Date.parse("2026-11-26T12:00:00Z") };
@@ -27,7 +33,11 @@ export async function check(plane: TestPlane, shape: CheckShape): Promise<CheckO
 }
 
 /** Sends a JSON fixture from test/contract/fixtures with `${KEY}` replaced. */
-export async function checkFixture(plane: TestPlane, name: string, vars: Record<string, string>): Promise<CheckOutcome> {
+export async function checkFixture(
+  plane: TestPlane,
+  name: string,
+  vars: Record<string, string>,
+): Promise<CheckOutcome> {
   const json = JSON.parse(readFileSync(join(import.meta.dirname, "../fixtures", name), "utf8")) as JsonValue;
   return outcome(await plane.authz.check(checkRequestFromJson(json, vars)));
 }

@@ -25,7 +25,15 @@ function record(requestId: string): ExchangeRecord {
     responseBodyBytes: 20,
     responseFlags: [],
     authz: { decision_id: `d-${requestId}`, prompt_tokens_estimate: 3 },
-    usage: { prompt_tokens: 3, completion_tokens: 4, cached_tokens: 0, reasoning_tokens: 0, source: "provider", complete: true },
+    usage: {
+      prompt_tokens: 3,
+      completion_tokens: 4,
+      cached_tokens: 0,
+      reasoning_tokens: 0,
+      source: "provider",
+      complete: true,
+      estimate_reason: "",
+    },
     upstreamHost: "127.0.0.1:9100",
   };
 }
@@ -57,7 +65,10 @@ describe("edge ALS client", () => {
     await until(() => meter!.entries().length === 3);
     expect(meter.streams).toHaveLength(1);
     const [first, second] = meter.streams[0]!;
-    expect(first!.identifier).toMatchObject({ logName: "tollgate", node: { id: "tollgate-edge", cluster: "tollgate" } });
+    expect(first!.identifier).toMatchObject({
+      logName: "tollgate",
+      node: { id: "tollgate-edge", cluster: "tollgate" },
+    });
     expect(second!.identifier).toBeUndefined();
     expect(meter.entries().map((e) => e.request?.requestId)).toEqual(["a", "b", "c"]);
   });

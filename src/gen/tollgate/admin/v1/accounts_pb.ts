@@ -7,8 +7,11 @@
 //   in fields named *_pico_usd_per_token. In Connect/JSON they are decimal strings (proto3 JSON maps int64 to strings),
 //   so no float ever touches money.
 // - Lists take page_size (default 100, at most 1000) and an opaque page_token from the previous response.
-// - Operator tokens may call everything; account tokens only reach their own account's keys, usage, balance and
-//   top-ups. Every change is written to the audit log with the calling token's id.
+// - Operator tokens may call everything; account tokens only reach their own account (its keys, usage, balance and
+//   ledger), may only narrow what its plan allows, and are refused while the account is suspended. Credit comes
+//   only from an operator. Every change is written to the audit log with the calling token's id.
+// - Errors: InvalidArgument messages start with the offending field ("amount_nano_usd: …"); Unavailable means the
+//   store could not be reached (retry); Internal carries only a request id, which the server's error log also holds.
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
@@ -20,7 +23,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tollgate/admin/v1/accounts.proto.
  */
 export const file_tollgate_admin_v1_accounts: GenFile = /*@__PURE__*/
-  fileDesc("CiB0b2xsZ2F0ZS9hZG1pbi92MS9hY2NvdW50cy5wcm90bxIRdG9sbGdhdGUuYWRtaW4udjEipwEKB0FjY291bnQSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIPCgdwbGFuX2lkGAMgASgJEhEKCXN1c3BlbmRlZBgEIAEoCBIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI1ChRDcmVhdGVBY2NvdW50UmVxdWVzdBIMCgRuYW1lGAEgASgJEg8KB3BsYW5faWQYAiABKAkiRAoVQ3JlYXRlQWNjb3VudFJlc3BvbnNlEisKB2FjY291bnQYASABKAsyGi50b2xsZ2F0ZS5hZG1pbi52MS5BY2NvdW50IicKEUdldEFjY291bnRSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkiQQoSR2V0QWNjb3VudFJlc3BvbnNlEisKB2FjY291bnQYASABKAsyGi50b2xsZ2F0ZS5hZG1pbi52MS5BY2NvdW50IjwKE0xpc3RBY2NvdW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiXQoUTGlzdEFjY291bnRzUmVzcG9uc2USLAoIYWNjb3VudHMYASADKAsyGi50b2xsZ2F0ZS5hZG1pbi52MS5BY2NvdW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKOAQoUVXBkYXRlQWNjb3VudFJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCRIRCgRuYW1lGAIgASgJSACIAQESFAoHcGxhbl9pZBgDIAEoCUgBiAEBEhYKCXN1c3BlbmRlZBgEIAEoCEgCiAEBQgcKBV9uYW1lQgoKCF9wbGFuX2lkQgwKCl9zdXNwZW5kZWQiRAoVVXBkYXRlQWNjb3VudFJlc3BvbnNlEisKB2FjY291bnQYASABKAsyGi50b2xsZ2F0ZS5hZG1pbi52MS5BY2NvdW50MpQDCg5BY2NvdW50U2VydmljZRJiCg1DcmVhdGVBY2NvdW50EicudG9sbGdhdGUuYWRtaW4udjEuQ3JlYXRlQWNjb3VudFJlcXVlc3QaKC50b2xsZ2F0ZS5hZG1pbi52MS5DcmVhdGVBY2NvdW50UmVzcG9uc2USWQoKR2V0QWNjb3VudBIkLnRvbGxnYXRlLmFkbWluLnYxLkdldEFjY291bnRSZXF1ZXN0GiUudG9sbGdhdGUuYWRtaW4udjEuR2V0QWNjb3VudFJlc3BvbnNlEl8KDExpc3RBY2NvdW50cxImLnRvbGxnYXRlLmFkbWluLnYxLkxpc3RBY2NvdW50c1JlcXVlc3QaJy50b2xsZ2F0ZS5hZG1pbi52MS5MaXN0QWNjb3VudHNSZXNwb25zZRJiCg1VcGRhdGVBY2NvdW50EicudG9sbGdhdGUuYWRtaW4udjEuVXBkYXRlQWNjb3VudFJlcXVlc3QaKC50b2xsZ2F0ZS5hZG1pbi52MS5VcGRhdGVBY2NvdW50UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("CiB0b2xsZ2F0ZS9hZG1pbi92MS9hY2NvdW50cy5wcm90bxIRdG9sbGdhdGUuYWRtaW4udjEi6gEKB0FjY291bnQSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIPCgdwbGFuX2lkGAMgASgJEhEKCXN1c3BlbmRlZBgEIAEoCBIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9idWRnZXRfbmFub191c2QYHiABKAMSFQoNYnVkZ2V0X3BlcmlvZBgfIAEoCRIRCgl0aW1lX3pvbmUYICABKAkiNQoUQ3JlYXRlQWNjb3VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIPCgdwbGFuX2lkGAIgASgJIkQKFUNyZWF0ZUFjY291bnRSZXNwb25zZRIrCgdhY2NvdW50GAEgASgLMhoudG9sbGdhdGUuYWRtaW4udjEuQWNjb3VudCInChFHZXRBY2NvdW50UmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJIkEKEkdldEFjY291bnRSZXNwb25zZRIrCgdhY2NvdW50GAEgASgLMhoudG9sbGdhdGUuYWRtaW4udjEuQWNjb3VudCI8ChNMaXN0QWNjb3VudHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIl0KFExpc3RBY2NvdW50c1Jlc3BvbnNlEiwKCGFjY291bnRzGAEgAygLMhoudG9sbGdhdGUuYWRtaW4udjEuQWNjb3VudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkijgEKFFVwZGF0ZUFjY291bnRSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSEQoEbmFtZRgCIAEoCUgAiAEBEhQKB3BsYW5faWQYAyABKAlIAYgBARIWCglzdXNwZW5kZWQYBCABKAhIAogBAUIHCgVfbmFtZUIKCghfcGxhbl9pZEIMCgpfc3VzcGVuZGVkIkQKFVVwZGF0ZUFjY291bnRSZXNwb25zZRIrCgdhY2NvdW50GAEgASgLMhoudG9sbGdhdGUuYWRtaW4udjEuQWNjb3VudCKzAQoXU2V0QWNjb3VudEJ1ZGdldFJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCRIcCg9idWRnZXRfbmFub191c2QYAiABKANIAIgBARIaCg1idWRnZXRfcGVyaW9kGAMgASgJSAGIAQESFgoJdGltZV96b25lGAQgASgJSAKIAQFCEgoQX2J1ZGdldF9uYW5vX3VzZEIQCg5fYnVkZ2V0X3BlcmlvZEIMCgpfdGltZV96b25lIkcKGFNldEFjY291bnRCdWRnZXRSZXNwb25zZRIrCgdhY2NvdW50GAEgASgLMhoudG9sbGdhdGUuYWRtaW4udjEuQWNjb3VudDKBBAoOQWNjb3VudFNlcnZpY2USYgoNQ3JlYXRlQWNjb3VudBInLnRvbGxnYXRlLmFkbWluLnYxLkNyZWF0ZUFjY291bnRSZXF1ZXN0GigudG9sbGdhdGUuYWRtaW4udjEuQ3JlYXRlQWNjb3VudFJlc3BvbnNlElkKCkdldEFjY291bnQSJC50b2xsZ2F0ZS5hZG1pbi52MS5HZXRBY2NvdW50UmVxdWVzdBolLnRvbGxnYXRlLmFkbWluLnYxLkdldEFjY291bnRSZXNwb25zZRJfCgxMaXN0QWNjb3VudHMSJi50b2xsZ2F0ZS5hZG1pbi52MS5MaXN0QWNjb3VudHNSZXF1ZXN0GicudG9sbGdhdGUuYWRtaW4udjEuTGlzdEFjY291bnRzUmVzcG9uc2USYgoNVXBkYXRlQWNjb3VudBInLnRvbGxnYXRlLmFkbWluLnYxLlVwZGF0ZUFjY291bnRSZXF1ZXN0GigudG9sbGdhdGUuYWRtaW4udjEuVXBkYXRlQWNjb3VudFJlc3BvbnNlEmsKEFNldEFjY291bnRCdWRnZXQSKi50b2xsZ2F0ZS5hZG1pbi52MS5TZXRBY2NvdW50QnVkZ2V0UmVxdWVzdBorLnRvbGxnYXRlLmFkbWluLnYxLlNldEFjY291bnRCdWRnZXRSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message tollgate.admin.v1.Account
@@ -55,6 +58,25 @@ export type Account = Message<"tollgate.admin.v1.Account"> & {
    * @generated from field: google.protobuf.Timestamp updated_at = 6;
    */
   updatedAt?: Timestamp | undefined;
+
+  /**
+   * Spend cap over all the account's keys per period; 0 and "": none.
+   *
+   * @generated from field: int64 budget_nano_usd = 30;
+   */
+  budgetNanoUsd: bigint;
+
+  /**
+   * @generated from field: string budget_period = 31;
+   */
+  budgetPeriod: string;
+
+  /**
+   * IANA time zone of budget periods ("Europe/Paris"); "": UTC.
+   *
+   * @generated from field: string time_zone = 32;
+   */
+  timeZone: string;
 };
 
 /**
@@ -233,6 +255,57 @@ export const UpdateAccountResponseSchema: GenMessage<UpdateAccountResponse> = /*
   messageDesc(file_tollgate_admin_v1_accounts, 8);
 
 /**
+ * Unset fields are left as they are; budget_nano_usd 0 clears the budget, time_zone "" returns to UTC.
+ *
+ * @generated from message tollgate.admin.v1.SetAccountBudgetRequest
+ */
+export type SetAccountBudgetRequest = Message<"tollgate.admin.v1.SetAccountBudgetRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+
+  /**
+   * @generated from field: optional int64 budget_nano_usd = 2;
+   */
+  budgetNanoUsd?: bigint | undefined;
+
+  /**
+   * @generated from field: optional string budget_period = 3;
+   */
+  budgetPeriod?: string | undefined;
+
+  /**
+   * @generated from field: optional string time_zone = 4;
+   */
+  timeZone?: string | undefined;
+};
+
+/**
+ * Describes the message tollgate.admin.v1.SetAccountBudgetRequest.
+ * Use `create(SetAccountBudgetRequestSchema)` to create a new message.
+ */
+export const SetAccountBudgetRequestSchema: GenMessage<SetAccountBudgetRequest> = /*@__PURE__*/
+  messageDesc(file_tollgate_admin_v1_accounts, 9);
+
+/**
+ * @generated from message tollgate.admin.v1.SetAccountBudgetResponse
+ */
+export type SetAccountBudgetResponse = Message<"tollgate.admin.v1.SetAccountBudgetResponse"> & {
+  /**
+   * @generated from field: tollgate.admin.v1.Account account = 1;
+   */
+  account?: Account | undefined;
+};
+
+/**
+ * Describes the message tollgate.admin.v1.SetAccountBudgetResponse.
+ * Use `create(SetAccountBudgetResponseSchema)` to create a new message.
+ */
+export const SetAccountBudgetResponseSchema: GenMessage<SetAccountBudgetResponse> = /*@__PURE__*/
+  messageDesc(file_tollgate_admin_v1_accounts, 10);
+
+/**
  * Accounts own keys, a plan and one prepaid credit balance.
  *
  * @generated from service tollgate.admin.v1.AccountService
@@ -271,6 +344,17 @@ export const AccountService: GenService<{
     methodKind: "unary";
     input: typeof UpdateAccountRequestSchema;
     output: typeof UpdateAccountResponseSchema;
+  },
+  /**
+   * The account's spend cap over all its keys and the time zone of its budget periods. Operators only (an account
+   * caps its own keys with UpdateKey's budget fields).
+   *
+   * @generated from rpc tollgate.admin.v1.AccountService.SetAccountBudget
+   */
+  setAccountBudget: {
+    methodKind: "unary";
+    input: typeof SetAccountBudgetRequestSchema;
+    output: typeof SetAccountBudgetResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tollgate_admin_v1_accounts, 0);

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tollgate/admin/v1/keys.proto.
  */
 export const file_tollgate_admin_v1_keys: GenFile = /*@__PURE__*/
-  fileDesc("Chx0b2xsZ2F0ZS9hZG1pbi92MS9rZXlzLnByb3RvEhF0b2xsZ2F0ZS5hZG1pbi52MSKwBAoDS2V5EgoKAmlkGAEgASgJEhIKCmFjY291bnRfaWQYAiABKAkSDAoEbmFtZRgDIAEoCRIWCg5kaXNwbGF5X3ByZWZpeBgEIAEoCRIyCgZsYWJlbHMYBSADKAsyIi50b2xsZ2F0ZS5hZG1pbi52MS5LZXkuTGFiZWxzRW50cnkSFgoOYWxsb3dlZF9tb2RlbHMYBiADKAkSGwoTcmVxdWVzdHNfcGVyX21pbnV0ZRgHIAEoBRIZChF0b2tlbnNfcGVyX21pbnV0ZRgIIAEoAxIuCgpleHBpcmVzX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpyZXZva2VkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxsYXN0X3VzZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEj4KGnByZXZpb3VzX3NlY3JldF9leHBpcmVzX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIqMCChBDcmVhdGVLZXlSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSDAoEbmFtZRgCIAEoCRI/CgZsYWJlbHMYAyADKAsyLy50b2xsZ2F0ZS5hZG1pbi52MS5DcmVhdGVLZXlSZXF1ZXN0LkxhYmVsc0VudHJ5EhYKDmFsbG93ZWRfbW9kZWxzGAQgAygJEhsKE3JlcXVlc3RzX3Blcl9taW51dGUYBSABKAUSGQoRdG9rZW5zX3Blcl9taW51dGUYBiABKAMSLQoKZXhwaXJlc19pbhgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkgKEUNyZWF0ZUtleVJlc3BvbnNlEiMKA2tleRgBIAEoCzIWLnRvbGxnYXRlLmFkbWluLnYxLktleRIOCgZzZWNyZXQYAiABKAkiHwoNR2V0S2V5UmVxdWVzdBIOCgZrZXlfaWQYASABKAkiNQoOR2V0S2V5UmVzcG9uc2USIwoDa2V5GAEgASgLMhYudG9sbGdhdGUuYWRtaW4udjEuS2V5IkwKD0xpc3RLZXlzUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlEKEExpc3RLZXlzUmVzcG9uc2USJAoEa2V5cxgBIAMoCzIWLnRvbGxnYXRlLmFkbWluLnYxLktleRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIAoOTW9kZWxBbGxvd0xpc3QSDgoGbW9kZWxzGAEgAygJInQKCUtleUxhYmVscxI4CgZsYWJlbHMYASADKAsyKC50b2xsZ2F0ZS5hZG1pbi52MS5LZXlMYWJlbHMuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKXAgoQVXBkYXRlS2V5UmVxdWVzdBIOCgZrZXlfaWQYASABKAkSEQoEbmFtZRgCIAEoCUgAiAEBEiAKE3JlcXVlc3RzX3Blcl9taW51dGUYAyABKAVIAYgBARIeChF0b2tlbnNfcGVyX21pbnV0ZRgEIAEoA0gCiAEBEjkKDmFsbG93ZWRfbW9kZWxzGAUgASgLMiEudG9sbGdhdGUuYWRtaW4udjEuTW9kZWxBbGxvd0xpc3QSLAoGbGFiZWxzGAYgASgLMhwudG9sbGdhdGUuYWRtaW4udjEuS2V5TGFiZWxzQgcKBV9uYW1lQhYKFF9yZXF1ZXN0c19wZXJfbWludXRlQhQKEl90b2tlbnNfcGVyX21pbnV0ZSI4ChFVcGRhdGVLZXlSZXNwb25zZRIjCgNrZXkYASABKAsyFi50b2xsZ2F0ZS5hZG1pbi52MS5LZXkiTAoQUm90YXRlS2V5UmVxdWVzdBIOCgZrZXlfaWQYASABKAkSKAoFZ3JhY2UYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iSAoRUm90YXRlS2V5UmVzcG9uc2USIwoDa2V5GAEgASgLMhYudG9sbGdhdGUuYWRtaW4udjEuS2V5Eg4KBnNlY3JldBgCIAEoCSIiChBSZXZva2VLZXlSZXF1ZXN0Eg4KBmtleV9pZBgBIAEoCSI4ChFSZXZva2VLZXlSZXNwb25zZRIjCgNrZXkYASABKAsyFi50b2xsZ2F0ZS5hZG1pbi52MS5LZXkykAQKCktleVNlcnZpY2USVgoJQ3JlYXRlS2V5EiMudG9sbGdhdGUuYWRtaW4udjEuQ3JlYXRlS2V5UmVxdWVzdBokLnRvbGxnYXRlLmFkbWluLnYxLkNyZWF0ZUtleVJlc3BvbnNlEk0KBkdldEtleRIgLnRvbGxnYXRlLmFkbWluLnYxLkdldEtleVJlcXVlc3QaIS50b2xsZ2F0ZS5hZG1pbi52MS5HZXRLZXlSZXNwb25zZRJTCghMaXN0S2V5cxIiLnRvbGxnYXRlLmFkbWluLnYxLkxpc3RLZXlzUmVxdWVzdBojLnRvbGxnYXRlLmFkbWluLnYxLkxpc3RLZXlzUmVzcG9uc2USVgoJVXBkYXRlS2V5EiMudG9sbGdhdGUuYWRtaW4udjEuVXBkYXRlS2V5UmVxdWVzdBokLnRvbGxnYXRlLmFkbWluLnYxLlVwZGF0ZUtleVJlc3BvbnNlElYKCVJvdGF0ZUtleRIjLnRvbGxnYXRlLmFkbWluLnYxLlJvdGF0ZUtleVJlcXVlc3QaJC50b2xsZ2F0ZS5hZG1pbi52MS5Sb3RhdGVLZXlSZXNwb25zZRJWCglSZXZva2VLZXkSIy50b2xsZ2F0ZS5hZG1pbi52MS5SZXZva2VLZXlSZXF1ZXN0GiQudG9sbGdhdGUuYWRtaW4udjEuUmV2b2tlS2V5UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Chx0b2xsZ2F0ZS9hZG1pbi92MS9rZXlzLnByb3RvEhF0b2xsZ2F0ZS5hZG1pbi52MSKrBQoDS2V5EgoKAmlkGAEgASgJEhIKCmFjY291bnRfaWQYAiABKAkSDAoEbmFtZRgDIAEoCRIWCg5kaXNwbGF5X3ByZWZpeBgEIAEoCRIyCgZsYWJlbHMYBSADKAsyIi50b2xsZ2F0ZS5hZG1pbi52MS5LZXkuTGFiZWxzRW50cnkSFgoOYWxsb3dlZF9tb2RlbHMYBiADKAkSGwoTcmVxdWVzdHNfcGVyX21pbnV0ZRgHIAEoBRIZChF0b2tlbnNfcGVyX21pbnV0ZRgIIAEoAxIuCgpleHBpcmVzX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpyZXZva2VkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxsYXN0X3VzZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEj4KGnByZXZpb3VzX3NlY3JldF9leHBpcmVzX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYChByZXF1ZXN0c19wZXJfZGF5GBQgASgFEhYKDnRva2Vuc19wZXJfZGF5GBUgASgDEhcKD21heF9jb25jdXJyZW5jeRgWIAEoBRIXCg9idWRnZXRfbmFub191c2QYHiABKAMSFQoNYnVkZ2V0X3BlcmlvZBgfIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIp4DChBDcmVhdGVLZXlSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSDAoEbmFtZRgCIAEoCRI/CgZsYWJlbHMYAyADKAsyLy50b2xsZ2F0ZS5hZG1pbi52MS5DcmVhdGVLZXlSZXF1ZXN0LkxhYmVsc0VudHJ5EhYKDmFsbG93ZWRfbW9kZWxzGAQgAygJEhsKE3JlcXVlc3RzX3Blcl9taW51dGUYBSABKAUSGQoRdG9rZW5zX3Blcl9taW51dGUYBiABKAMSLQoKZXhwaXJlc19pbhgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIYChByZXF1ZXN0c19wZXJfZGF5GBQgASgFEhYKDnRva2Vuc19wZXJfZGF5GBUgASgDEhcKD21heF9jb25jdXJyZW5jeRgWIAEoBRIXCg9idWRnZXRfbmFub191c2QYHiABKAMSFQoNYnVkZ2V0X3BlcmlvZBgfIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkgKEUNyZWF0ZUtleVJlc3BvbnNlEiMKA2tleRgBIAEoCzIWLnRvbGxnYXRlLmFkbWluLnYxLktleRIOCgZzZWNyZXQYAiABKAkiHwoNR2V0S2V5UmVxdWVzdBIOCgZrZXlfaWQYASABKAkiNQoOR2V0S2V5UmVzcG9uc2USIwoDa2V5GAEgASgLMhYudG9sbGdhdGUuYWRtaW4udjEuS2V5IkwKD0xpc3RLZXlzUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlEKEExpc3RLZXlzUmVzcG9uc2USJAoEa2V5cxgBIAMoCzIWLnRvbGxnYXRlLmFkbWluLnYxLktleRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIAoOTW9kZWxBbGxvd0xpc3QSDgoGbW9kZWxzGAEgAygJInQKCUtleUxhYmVscxI4CgZsYWJlbHMYASADKAsyKC50b2xsZ2F0ZS5hZG1pbi52MS5LZXlMYWJlbHMuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKNBAoQVXBkYXRlS2V5UmVxdWVzdBIOCgZrZXlfaWQYASABKAkSEQoEbmFtZRgCIAEoCUgAiAEBEiAKE3JlcXVlc3RzX3Blcl9taW51dGUYAyABKAVIAYgBARIeChF0b2tlbnNfcGVyX21pbnV0ZRgEIAEoA0gCiAEBEjkKDmFsbG93ZWRfbW9kZWxzGAUgASgLMiEudG9sbGdhdGUuYWRtaW4udjEuTW9kZWxBbGxvd0xpc3QSLAoGbGFiZWxzGAYgASgLMhwudG9sbGdhdGUuYWRtaW4udjEuS2V5TGFiZWxzEh0KEHJlcXVlc3RzX3Blcl9kYXkYFCABKAVIA4gBARIbCg50b2tlbnNfcGVyX2RheRgVIAEoA0gEiAEBEhwKD21heF9jb25jdXJyZW5jeRgWIAEoBUgFiAEBEhwKD2J1ZGdldF9uYW5vX3VzZBgeIAEoA0gGiAEBEhoKDWJ1ZGdldF9wZXJpb2QYHyABKAlIB4gBAUIHCgVfbmFtZUIWChRfcmVxdWVzdHNfcGVyX21pbnV0ZUIUChJfdG9rZW5zX3Blcl9taW51dGVCEwoRX3JlcXVlc3RzX3Blcl9kYXlCEQoPX3Rva2Vuc19wZXJfZGF5QhIKEF9tYXhfY29uY3VycmVuY3lCEgoQX2J1ZGdldF9uYW5vX3VzZEIQCg5fYnVkZ2V0X3BlcmlvZCI4ChFVcGRhdGVLZXlSZXNwb25zZRIjCgNrZXkYASABKAsyFi50b2xsZ2F0ZS5hZG1pbi52MS5LZXkiTAoQUm90YXRlS2V5UmVxdWVzdBIOCgZrZXlfaWQYASABKAkSKAoFZ3JhY2UYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iSAoRUm90YXRlS2V5UmVzcG9uc2USIwoDa2V5GAEgASgLMhYudG9sbGdhdGUuYWRtaW4udjEuS2V5Eg4KBnNlY3JldBgCIAEoCSIiChBSZXZva2VLZXlSZXF1ZXN0Eg4KBmtleV9pZBgBIAEoCSI4ChFSZXZva2VLZXlSZXNwb25zZRIjCgNrZXkYASABKAsyFi50b2xsZ2F0ZS5hZG1pbi52MS5LZXkiJAoSR2V0S2V5U3BlbmRSZXF1ZXN0Eg4KBmtleV9pZBgBIAEoCSKDAQoTR2V0S2V5U3BlbmRSZXNwb25zZRIzCgprZXlfYnVkZ2V0GAEgASgLMh8udG9sbGdhdGUuYWRtaW4udjEuQnVkZ2V0U3RhdHVzEjcKDmFjY291bnRfYnVkZ2V0GAIgASgLMh8udG9sbGdhdGUuYWRtaW4udjEuQnVkZ2V0U3RhdHVzIsYBCgxCdWRnZXRTdGF0dXMSFgoObGltaXRfbmFub191c2QYASABKAMSDgoGcGVyaW9kGAIgASgJEhYKDnNwZW50X25hbm9fdXNkGAMgASgDEhUKDWhlbGRfbmFub191c2QYBCABKAMSMAoMcGVyaW9kX3N0YXJ0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglyZXNldHNfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIiUKE0dldEtleUxpbWl0c1JlcXVlc3QSDgoGa2V5X2lkGAEgASgJIkYKC0xpbWl0V2luZG93Eg0KBWxpbWl0GAEgASgDEhEKCXJlbWFpbmluZxgCIAEoAxIVCg1yZXNldF9zZWNvbmRzGAMgASgFIroCChRHZXRLZXlMaW1pdHNSZXNwb25zZRIMCgRsaXZlGAEgASgIEjsKE3JlcXVlc3RzX3Blcl9taW51dGUYAiABKAsyHi50b2xsZ2F0ZS5hZG1pbi52MS5MaW1pdFdpbmRvdxI5ChF0b2tlbnNfcGVyX21pbnV0ZRgDIAEoCzIeLnRvbGxnYXRlLmFkbWluLnYxLkxpbWl0V2luZG93EjgKEHJlcXVlc3RzX3Blcl9kYXkYBCABKAsyHi50b2xsZ2F0ZS5hZG1pbi52MS5MaW1pdFdpbmRvdxI2Cg50b2tlbnNfcGVyX2RheRgFIAEoCzIeLnRvbGxnYXRlLmFkbWluLnYxLkxpbWl0V2luZG93EhcKD21heF9jb25jdXJyZW5jeRgGIAEoBRIRCglpbl9mbGlnaHQYByABKAUyzwUKCktleVNlcnZpY2USVgoJQ3JlYXRlS2V5EiMudG9sbGdhdGUuYWRtaW4udjEuQ3JlYXRlS2V5UmVxdWVzdBokLnRvbGxnYXRlLmFkbWluLnYxLkNyZWF0ZUtleVJlc3BvbnNlEk0KBkdldEtleRIgLnRvbGxnYXRlLmFkbWluLnYxLkdldEtleVJlcXVlc3QaIS50b2xsZ2F0ZS5hZG1pbi52MS5HZXRLZXlSZXNwb25zZRJTCghMaXN0S2V5cxIiLnRvbGxnYXRlLmFkbWluLnYxLkxpc3RLZXlzUmVxdWVzdBojLnRvbGxnYXRlLmFkbWluLnYxLkxpc3RLZXlzUmVzcG9uc2USVgoJVXBkYXRlS2V5EiMudG9sbGdhdGUuYWRtaW4udjEuVXBkYXRlS2V5UmVxdWVzdBokLnRvbGxnYXRlLmFkbWluLnYxLlVwZGF0ZUtleVJlc3BvbnNlElYKCVJvdGF0ZUtleRIjLnRvbGxnYXRlLmFkbWluLnYxLlJvdGF0ZUtleVJlcXVlc3QaJC50b2xsZ2F0ZS5hZG1pbi52MS5Sb3RhdGVLZXlSZXNwb25zZRJWCglSZXZva2VLZXkSIy50b2xsZ2F0ZS5hZG1pbi52MS5SZXZva2VLZXlSZXF1ZXN0GiQudG9sbGdhdGUuYWRtaW4udjEuUmV2b2tlS2V5UmVzcG9uc2USXAoLR2V0S2V5U3BlbmQSJS50b2xsZ2F0ZS5hZG1pbi52MS5HZXRLZXlTcGVuZFJlcXVlc3QaJi50b2xsZ2F0ZS5hZG1pbi52MS5HZXRLZXlTcGVuZFJlc3BvbnNlEl8KDEdldEtleUxpbWl0cxImLnRvbGxnYXRlLmFkbWluLnYxLkdldEtleUxpbWl0c1JlcXVlc3QaJy50b2xsZ2F0ZS5hZG1pbi52MS5HZXRLZXlMaW1pdHNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message tollgate.admin.v1.Key
@@ -97,6 +97,36 @@ export type Key = Message<"tollgate.admin.v1.Key"> & {
    * @generated from field: google.protobuf.Timestamp updated_at = 14;
    */
   updatedAt?: Timestamp | undefined;
+
+  /**
+   * Daily quotas (UTC days; tokens as used) and requests in flight at once. 0: the plan's (which may be none).
+   *
+   * @generated from field: int32 requests_per_day = 20;
+   */
+  requestsPerDay: number;
+
+  /**
+   * @generated from field: int64 tokens_per_day = 21;
+   */
+  tokensPerDay: bigint;
+
+  /**
+   * @generated from field: int32 max_concurrency = 22;
+   */
+  maxConcurrency: number;
+
+  /**
+   * Spend cap per period (in the account's time zone): at most budget_nano_usd per budget_period ("day", "week",
+   * "month", "lifetime"); 0 and "": none. Admission refuses past it with 402 budget_exceeded.
+   *
+   * @generated from field: int64 budget_nano_usd = 30;
+   */
+  budgetNanoUsd: bigint;
+
+  /**
+   * @generated from field: string budget_period = 31;
+   */
+  budgetPeriod: string;
 };
 
 /**
@@ -146,6 +176,35 @@ export type CreateKeyRequest = Message<"tollgate.admin.v1.CreateKeyRequest"> & {
    * @generated from field: google.protobuf.Duration expires_in = 7;
    */
   expiresIn?: Duration | undefined;
+
+  /**
+   * 0: the plan's.
+   *
+   * @generated from field: int32 requests_per_day = 20;
+   */
+  requestsPerDay: number;
+
+  /**
+   * @generated from field: int64 tokens_per_day = 21;
+   */
+  tokensPerDay: bigint;
+
+  /**
+   * @generated from field: int32 max_concurrency = 22;
+   */
+  maxConcurrency: number;
+
+  /**
+   * 0: no budget; otherwise budget_period is required.
+   *
+   * @generated from field: int64 budget_nano_usd = 30;
+   */
+  budgetNanoUsd: bigint;
+
+  /**
+   * @generated from field: string budget_period = 31;
+   */
+  budgetPeriod: string;
 };
 
 /**
@@ -335,6 +394,34 @@ export type UpdateKeyRequest = Message<"tollgate.admin.v1.UpdateKeyRequest"> & {
    * @generated from field: tollgate.admin.v1.KeyLabels labels = 6;
    */
   labels?: KeyLabels | undefined;
+
+  /**
+   * @generated from field: optional int32 requests_per_day = 20;
+   */
+  requestsPerDay?: number | undefined;
+
+  /**
+   * @generated from field: optional int64 tokens_per_day = 21;
+   */
+  tokensPerDay?: bigint | undefined;
+
+  /**
+   * @generated from field: optional int32 max_concurrency = 22;
+   */
+  maxConcurrency?: number | undefined;
+
+  /**
+   * 0 clears the budget (an account may lower an operator's budget but not clear or raise it); budget_period is
+   * required with a new budget and may change alone.
+   *
+   * @generated from field: optional int64 budget_nano_usd = 30;
+   */
+  budgetNanoUsd?: bigint | undefined;
+
+  /**
+   * @generated from field: optional string budget_period = 31;
+   */
+  budgetPeriod?: string | undefined;
 };
 
 /**
@@ -444,6 +531,200 @@ export const RevokeKeyResponseSchema: GenMessage<RevokeKeyResponse> = /*@__PURE_
   messageDesc(file_tollgate_admin_v1_keys, 14);
 
 /**
+ * @generated from message tollgate.admin.v1.GetKeySpendRequest
+ */
+export type GetKeySpendRequest = Message<"tollgate.admin.v1.GetKeySpendRequest"> & {
+  /**
+   * @generated from field: string key_id = 1;
+   */
+  keyId: string;
+};
+
+/**
+ * Describes the message tollgate.admin.v1.GetKeySpendRequest.
+ * Use `create(GetKeySpendRequestSchema)` to create a new message.
+ */
+export const GetKeySpendRequestSchema: GenMessage<GetKeySpendRequest> = /*@__PURE__*/
+  messageDesc(file_tollgate_admin_v1_keys, 15);
+
+/**
+ * @generated from message tollgate.admin.v1.GetKeySpendResponse
+ */
+export type GetKeySpendResponse = Message<"tollgate.admin.v1.GetKeySpendResponse"> & {
+  /**
+   * Unset when the key or the account has no budget.
+   *
+   * @generated from field: tollgate.admin.v1.BudgetStatus key_budget = 1;
+   */
+  keyBudget?: BudgetStatus | undefined;
+
+  /**
+   * @generated from field: tollgate.admin.v1.BudgetStatus account_budget = 2;
+   */
+  accountBudget?: BudgetStatus | undefined;
+};
+
+/**
+ * Describes the message tollgate.admin.v1.GetKeySpendResponse.
+ * Use `create(GetKeySpendResponseSchema)` to create a new message.
+ */
+export const GetKeySpendResponseSchema: GenMessage<GetKeySpendResponse> = /*@__PURE__*/
+  messageDesc(file_tollgate_admin_v1_keys, 16);
+
+/**
+ * A spend cap and what it holds in its current period (issue 14). Periods are in the account's time zone (UTC unless
+ * it sets one); lifetime never resets.
+ *
+ * @generated from message tollgate.admin.v1.BudgetStatus
+ */
+export type BudgetStatus = Message<"tollgate.admin.v1.BudgetStatus"> & {
+  /**
+   * @generated from field: int64 limit_nano_usd = 1;
+   */
+  limitNanoUsd: bigint;
+
+  /**
+   * "day", "week" (from Monday), "month" or "lifetime".
+   *
+   * @generated from field: string period = 2;
+   */
+  period: string;
+
+  /**
+   * Billed in the period so far.
+   *
+   * @generated from field: int64 spent_nano_usd = 3;
+   */
+  spentNanoUsd: bigint;
+
+  /**
+   * Worst-case cost of admitted requests not billed yet (held against the budget like against the balance).
+   *
+   * @generated from field: int64 held_nano_usd = 4;
+   */
+  heldNanoUsd: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp period_start = 5;
+   */
+  periodStart?: Timestamp | undefined;
+
+  /**
+   * Unset for lifetime.
+   *
+   * @generated from field: google.protobuf.Timestamp resets_at = 6;
+   */
+  resetsAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message tollgate.admin.v1.BudgetStatus.
+ * Use `create(BudgetStatusSchema)` to create a new message.
+ */
+export const BudgetStatusSchema: GenMessage<BudgetStatus> = /*@__PURE__*/
+  messageDesc(file_tollgate_admin_v1_keys, 17);
+
+/**
+ * @generated from message tollgate.admin.v1.GetKeyLimitsRequest
+ */
+export type GetKeyLimitsRequest = Message<"tollgate.admin.v1.GetKeyLimitsRequest"> & {
+  /**
+   * @generated from field: string key_id = 1;
+   */
+  keyId: string;
+};
+
+/**
+ * Describes the message tollgate.admin.v1.GetKeyLimitsRequest.
+ * Use `create(GetKeyLimitsRequestSchema)` to create a new message.
+ */
+export const GetKeyLimitsRequestSchema: GenMessage<GetKeyLimitsRequest> = /*@__PURE__*/
+  messageDesc(file_tollgate_admin_v1_keys, 18);
+
+/**
+ * One window: its limit, what remains of it now, and the seconds until enough of it frees up (0: nothing used).
+ *
+ * @generated from message tollgate.admin.v1.LimitWindow
+ */
+export type LimitWindow = Message<"tollgate.admin.v1.LimitWindow"> & {
+  /**
+   * @generated from field: int64 limit = 1;
+   */
+  limit: bigint;
+
+  /**
+   * @generated from field: int64 remaining = 2;
+   */
+  remaining: bigint;
+
+  /**
+   * @generated from field: int32 reset_seconds = 3;
+   */
+  resetSeconds: number;
+};
+
+/**
+ * Describes the message tollgate.admin.v1.LimitWindow.
+ * Use `create(LimitWindowSchema)` to create a new message.
+ */
+export const LimitWindowSchema: GenMessage<LimitWindow> = /*@__PURE__*/
+  messageDesc(file_tollgate_admin_v1_keys, 19);
+
+/**
+ * @generated from message tollgate.admin.v1.GetKeyLimitsResponse
+ */
+export type GetKeyLimitsResponse = Message<"tollgate.admin.v1.GetKeyLimitsResponse"> & {
+  /**
+   * True when this admin process reads the limiter the data plane admits against (Redis, or authz in the same
+   * process); false: it cannot see the windows (an admin-only process without Redis), which then read as unused.
+   *
+   * @generated from field: bool live = 1;
+   */
+  live: boolean;
+
+  /**
+   * @generated from field: tollgate.admin.v1.LimitWindow requests_per_minute = 2;
+   */
+  requestsPerMinute?: LimitWindow | undefined;
+
+  /**
+   * @generated from field: tollgate.admin.v1.LimitWindow tokens_per_minute = 3;
+   */
+  tokensPerMinute?: LimitWindow | undefined;
+
+  /**
+   * Unset when the key has no daily quota.
+   *
+   * @generated from field: tollgate.admin.v1.LimitWindow requests_per_day = 4;
+   */
+  requestsPerDay?: LimitWindow | undefined;
+
+  /**
+   * @generated from field: tollgate.admin.v1.LimitWindow tokens_per_day = 5;
+   */
+  tokensPerDay?: LimitWindow | undefined;
+
+  /**
+   * 0: no concurrency limit.
+   *
+   * @generated from field: int32 max_concurrency = 6;
+   */
+  maxConcurrency: number;
+
+  /**
+   * @generated from field: int32 in_flight = 7;
+   */
+  inFlight: number;
+};
+
+/**
+ * Describes the message tollgate.admin.v1.GetKeyLimitsResponse.
+ * Use `create(GetKeyLimitsResponseSchema)` to create a new message.
+ */
+export const GetKeyLimitsResponseSchema: GenMessage<GetKeyLimitsResponse> = /*@__PURE__*/
+  messageDesc(file_tollgate_admin_v1_keys, 20);
+
+/**
  * API keys (tg_…). A secret is returned exactly once, by CreateKey or RotateKey; only its hash is stored.
  *
  * @generated from service tollgate.admin.v1.KeyService
@@ -474,7 +755,9 @@ export const KeyService: GenService<{
     output: typeof ListKeysResponseSchema;
   },
   /**
-   * Limits, model allow-list, name and labels; takes effect on every replica within a second.
+   * Limits, model allow-list, name and labels; takes effect on every replica within a second. An account token may
+   * only narrow: limits at most the plan's, models only of the plan's tiers (PermissionDenied naming the field);
+   * an operator may widen. CreateKey beyond the plan's max_keys live keys is ResourceExhausted naming max_keys.
    *
    * @generated from rpc tollgate.admin.v1.KeyService.UpdateKey
    */
@@ -500,6 +783,27 @@ export const KeyService: GenService<{
     methodKind: "unary";
     input: typeof RevokeKeyRequestSchema;
     output: typeof RevokeKeyResponseSchema;
+  },
+  /**
+   * The key's spend cap and its account's, with what is spent in the current period (and when it resets).
+   *
+   * @generated from rpc tollgate.admin.v1.KeyService.GetKeySpend
+   */
+  getKeySpend: {
+    methodKind: "unary";
+    input: typeof GetKeySpendRequestSchema;
+    output: typeof GetKeySpendResponseSchema;
+  },
+  /**
+   * The key's rate limits now, read from the limiter without admitting anything: per minute, per UTC day and
+   * requests in flight, each with its limit (the key's own or its plan's) and what remains.
+   *
+   * @generated from rpc tollgate.admin.v1.KeyService.GetKeyLimits
+   */
+  getKeyLimits: {
+    methodKind: "unary";
+    input: typeof GetKeyLimitsRequestSchema;
+    output: typeof GetKeyLimitsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tollgate_admin_v1_keys, 0);

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tollgate/admin/v1/plans.proto.
  */
 export const file_tollgate_admin_v1_plans: GenFile = /*@__PURE__*/
-  fileDesc("Ch10b2xsZ2F0ZS9hZG1pbi92MS9wbGFucy5wcm90bxIRdG9sbGdhdGUuYWRtaW4udjEi8QEKBFBsYW4SCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIbChNyZXF1ZXN0c19wZXJfbWludXRlGAMgASgFEhkKEXRva2Vuc19wZXJfbWludXRlGAQgASgDEiYKBXRpZXJzGAUgAygOMhcudG9sbGdhdGUuYWRtaW4udjEuVGllchIPCgdyZXRpcmVkGAYgASgIEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjoKEUNyZWF0ZVBsYW5SZXF1ZXN0EiUKBHBsYW4YASABKAsyFy50b2xsZ2F0ZS5hZG1pbi52MS5QbGFuIjsKEkNyZWF0ZVBsYW5SZXNwb25zZRIlCgRwbGFuGAEgASgLMhcudG9sbGdhdGUuYWRtaW4udjEuUGxhbiIhCg5HZXRQbGFuUmVxdWVzdBIPCgdwbGFuX2lkGAEgASgJIjgKD0dldFBsYW5SZXNwb25zZRIlCgRwbGFuGAEgASgLMhcudG9sbGdhdGUuYWRtaW4udjEuUGxhbiIrChBMaXN0UGxhbnNSZXF1ZXN0EhcKD2luY2x1ZGVfcmV0aXJlZBgBIAEoCCI7ChFMaXN0UGxhbnNSZXNwb25zZRImCgVwbGFucxgBIAMoCzIXLnRvbGxnYXRlLmFkbWluLnYxLlBsYW4i2AEKEVVwZGF0ZVBsYW5SZXF1ZXN0Eg8KB3BsYW5faWQYASABKAkSEQoEbmFtZRgCIAEoCUgAiAEBEiAKE3JlcXVlc3RzX3Blcl9taW51dGUYAyABKAVIAYgBARIeChF0b2tlbnNfcGVyX21pbnV0ZRgEIAEoA0gCiAEBEiYKBXRpZXJzGAUgAygOMhcudG9sbGdhdGUuYWRtaW4udjEuVGllckIHCgVfbmFtZUIWChRfcmVxdWVzdHNfcGVyX21pbnV0ZUIUChJfdG9rZW5zX3Blcl9taW51dGUiOwoSVXBkYXRlUGxhblJlc3BvbnNlEiUKBHBsYW4YASABKAsyFy50b2xsZ2F0ZS5hZG1pbi52MS5QbGFuIiQKEVJldGlyZVBsYW5SZXF1ZXN0Eg8KB3BsYW5faWQYASABKAkiOwoSUmV0aXJlUGxhblJlc3BvbnNlEiUKBHBsYW4YASABKAsyFy50b2xsZ2F0ZS5hZG1pbi52MS5QbGFuMsgDCgtQbGFuU2VydmljZRJZCgpDcmVhdGVQbGFuEiQudG9sbGdhdGUuYWRtaW4udjEuQ3JlYXRlUGxhblJlcXVlc3QaJS50b2xsZ2F0ZS5hZG1pbi52MS5DcmVhdGVQbGFuUmVzcG9uc2USUAoHR2V0UGxhbhIhLnRvbGxnYXRlLmFkbWluLnYxLkdldFBsYW5SZXF1ZXN0GiIudG9sbGdhdGUuYWRtaW4udjEuR2V0UGxhblJlc3BvbnNlElYKCUxpc3RQbGFucxIjLnRvbGxnYXRlLmFkbWluLnYxLkxpc3RQbGFuc1JlcXVlc3QaJC50b2xsZ2F0ZS5hZG1pbi52MS5MaXN0UGxhbnNSZXNwb25zZRJZCgpVcGRhdGVQbGFuEiQudG9sbGdhdGUuYWRtaW4udjEuVXBkYXRlUGxhblJlcXVlc3QaJS50b2xsZ2F0ZS5hZG1pbi52MS5VcGRhdGVQbGFuUmVzcG9uc2USWQoKUmV0aXJlUGxhbhIkLnRvbGxnYXRlLmFkbWluLnYxLlJldGlyZVBsYW5SZXF1ZXN0GiUudG9sbGdhdGUuYWRtaW4udjEuUmV0aXJlUGxhblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_tollgate_admin_v1_catalogue]);
+  fileDesc("Ch10b2xsZ2F0ZS9hZG1pbi92MS9wbGFucy5wcm90bxIRdG9sbGdhdGUuYWRtaW4udjEirQMKBFBsYW4SCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIbChNyZXF1ZXN0c19wZXJfbWludXRlGAMgASgFEhkKEXRva2Vuc19wZXJfbWludXRlGAQgASgDEiYKBXRpZXJzGAUgAygOMhcudG9sbGdhdGUuYWRtaW4udjEuVGllchIPCgdyZXRpcmVkGAYgASgIEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCG1heF9rZXlzGAkgASgFEh4KFmV4cGVjdGVkX291dHB1dF90b2tlbnMYFCABKAUSGAoQcmVxdWVzdHNfcGVyX2RheRgVIAEoBRIWCg50b2tlbnNfcGVyX2RheRgWIAEoAxIXCg9tYXhfY29uY3VycmVuY3kYFyABKAUSHQoVZ3JhbnRfc2lnbnVwX25hbm9fdXNkGB4gASgDEh4KFmdyYW50X21vbnRobHlfbmFub191c2QYHyABKAMiOgoRQ3JlYXRlUGxhblJlcXVlc3QSJQoEcGxhbhgBIAEoCzIXLnRvbGxnYXRlLmFkbWluLnYxLlBsYW4iOwoSQ3JlYXRlUGxhblJlc3BvbnNlEiUKBHBsYW4YASABKAsyFy50b2xsZ2F0ZS5hZG1pbi52MS5QbGFuIiEKDkdldFBsYW5SZXF1ZXN0Eg8KB3BsYW5faWQYASABKAkiOAoPR2V0UGxhblJlc3BvbnNlEiUKBHBsYW4YASABKAsyFy50b2xsZ2F0ZS5hZG1pbi52MS5QbGFuIisKEExpc3RQbGFuc1JlcXVlc3QSFwoPaW5jbHVkZV9yZXRpcmVkGAEgASgIIjsKEUxpc3RQbGFuc1Jlc3BvbnNlEiYKBXBsYW5zGAEgAygLMhcudG9sbGdhdGUuYWRtaW4udjEuUGxhbiLQBAoRVXBkYXRlUGxhblJlcXVlc3QSDwoHcGxhbl9pZBgBIAEoCRIRCgRuYW1lGAIgASgJSACIAQESIAoTcmVxdWVzdHNfcGVyX21pbnV0ZRgDIAEoBUgBiAEBEh4KEXRva2Vuc19wZXJfbWludXRlGAQgASgDSAKIAQESJgoFdGllcnMYBSADKA4yFy50b2xsZ2F0ZS5hZG1pbi52MS5UaWVyEhUKCG1heF9rZXlzGAYgASgFSAOIAQESIwoWZXhwZWN0ZWRfb3V0cHV0X3Rva2VucxgUIAEoBUgEiAEBEh0KEHJlcXVlc3RzX3Blcl9kYXkYFSABKAVIBYgBARIbCg50b2tlbnNfcGVyX2RheRgWIAEoA0gGiAEBEhwKD21heF9jb25jdXJyZW5jeRgXIAEoBUgHiAEBEiIKFWdyYW50X3NpZ251cF9uYW5vX3VzZBgeIAEoA0gIiAEBEiMKFmdyYW50X21vbnRobHlfbmFub191c2QYHyABKANICYgBAUIHCgVfbmFtZUIWChRfcmVxdWVzdHNfcGVyX21pbnV0ZUIUChJfdG9rZW5zX3Blcl9taW51dGVCCwoJX21heF9rZXlzQhkKF19leHBlY3RlZF9vdXRwdXRfdG9rZW5zQhMKEV9yZXF1ZXN0c19wZXJfZGF5QhEKD190b2tlbnNfcGVyX2RheUISChBfbWF4X2NvbmN1cnJlbmN5QhgKFl9ncmFudF9zaWdudXBfbmFub191c2RCGQoXX2dyYW50X21vbnRobHlfbmFub191c2QiOwoSVXBkYXRlUGxhblJlc3BvbnNlEiUKBHBsYW4YASABKAsyFy50b2xsZ2F0ZS5hZG1pbi52MS5QbGFuIiQKEVJldGlyZVBsYW5SZXF1ZXN0Eg8KB3BsYW5faWQYASABKAkiOwoSUmV0aXJlUGxhblJlc3BvbnNlEiUKBHBsYW4YASABKAsyFy50b2xsZ2F0ZS5hZG1pbi52MS5QbGFuMsgDCgtQbGFuU2VydmljZRJZCgpDcmVhdGVQbGFuEiQudG9sbGdhdGUuYWRtaW4udjEuQ3JlYXRlUGxhblJlcXVlc3QaJS50b2xsZ2F0ZS5hZG1pbi52MS5DcmVhdGVQbGFuUmVzcG9uc2USUAoHR2V0UGxhbhIhLnRvbGxnYXRlLmFkbWluLnYxLkdldFBsYW5SZXF1ZXN0GiIudG9sbGdhdGUuYWRtaW4udjEuR2V0UGxhblJlc3BvbnNlElYKCUxpc3RQbGFucxIjLnRvbGxnYXRlLmFkbWluLnYxLkxpc3RQbGFuc1JlcXVlc3QaJC50b2xsZ2F0ZS5hZG1pbi52MS5MaXN0UGxhbnNSZXNwb25zZRJZCgpVcGRhdGVQbGFuEiQudG9sbGdhdGUuYWRtaW4udjEuVXBkYXRlUGxhblJlcXVlc3QaJS50b2xsZ2F0ZS5hZG1pbi52MS5VcGRhdGVQbGFuUmVzcG9uc2USWQoKUmV0aXJlUGxhbhIkLnRvbGxnYXRlLmFkbWluLnYxLlJldGlyZVBsYW5SZXF1ZXN0GiUudG9sbGdhdGUuYWRtaW4udjEuUmV0aXJlUGxhblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_tollgate_admin_v1_catalogue]);
 
 /**
  * @generated from message tollgate.admin.v1.Plan
@@ -59,6 +59,51 @@ export type Plan = Message<"tollgate.admin.v1.Plan"> & {
    * @generated from field: google.protobuf.Timestamp updated_at = 8;
    */
   updatedAt?: Timestamp | undefined;
+
+  /**
+   * How many live (not revoked, not expired) keys an account on this plan may hold; 0 on create: 100.
+   *
+   * @generated from field: int32 max_keys = 9;
+   */
+  maxKeys: number;
+
+  /**
+   * Output tokens per-minute and per-day token limits count for a request without max_tokens until the meter settles
+   * it to its usage, unless its model sets one; 0: the default (1024).
+   *
+   * @generated from field: int32 expected_output_tokens = 20;
+   */
+  expectedOutputTokens: number;
+
+  /**
+   * Per key: requests and tokens per UTC day, requests in flight at once; 0: none.
+   *
+   * @generated from field: int32 requests_per_day = 21;
+   */
+  requestsPerDay: number;
+
+  /**
+   * @generated from field: int64 tokens_per_day = 22;
+   */
+  tokensPerDay: bigint;
+
+  /**
+   * @generated from field: int32 max_concurrency = 23;
+   */
+  maxConcurrency: number;
+
+  /**
+   * Free credit (no card, no platform fee; spent before paid credit): once when an account is created on the plan,
+   * and each UTC month, topping the free part of the balance up to this amount. 0: none.
+   *
+   * @generated from field: int64 grant_signup_nano_usd = 30;
+   */
+  grantSignupNanoUsd: bigint;
+
+  /**
+   * @generated from field: int64 grant_monthly_nano_usd = 31;
+   */
+  grantMonthlyNanoUsd: bigint;
 };
 
 /**
@@ -200,6 +245,45 @@ export type UpdatePlanRequest = Message<"tollgate.admin.v1.UpdatePlanRequest"> &
    * @generated from field: repeated tollgate.admin.v1.Tier tiers = 5;
    */
   tiers: Tier[];
+
+  /**
+   * @generated from field: optional int32 max_keys = 6;
+   */
+  maxKeys?: number | undefined;
+
+  /**
+   * 0 clears (the default expected output; no daily quota or concurrency limit).
+   *
+   * @generated from field: optional int32 expected_output_tokens = 20;
+   */
+  expectedOutputTokens?: number | undefined;
+
+  /**
+   * @generated from field: optional int32 requests_per_day = 21;
+   */
+  requestsPerDay?: number | undefined;
+
+  /**
+   * @generated from field: optional int64 tokens_per_day = 22;
+   */
+  tokensPerDay?: bigint | undefined;
+
+  /**
+   * @generated from field: optional int32 max_concurrency = 23;
+   */
+  maxConcurrency?: number | undefined;
+
+  /**
+   * 0: no grant.
+   *
+   * @generated from field: optional int64 grant_signup_nano_usd = 30;
+   */
+  grantSignupNanoUsd?: bigint | undefined;
+
+  /**
+   * @generated from field: optional int64 grant_monthly_nano_usd = 31;
+   */
+  grantMonthlyNanoUsd?: bigint | undefined;
 };
 
 /**

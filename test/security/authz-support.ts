@@ -1,0 +1,117 @@
+import { toBinary } from "@bufbuild/protobuf";
+import { CheckRequestSchema } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
+import { hashSecret, mintSecret } from "../../src/domain/api-key.js";
+import { admit, type AdmissionDeps, type HoldRequest, type Quota } from "../../src/domain/admission.js";
+import { compileSnapshot, type CatalogueModel } from "../../src/domain/catalogue.js";
+import type { ResolvedKey } from "../../src/domain/keys.js";
+import { nanos, parseUsdPerMillionTokens, type Nanos } from "../../src/domain/money.js";
+import type { Verdict } from "../../src/domain/verdict.js";
+import { liftCheckRequest } from "../../src/dataplane/authz/check-request.js";
+import { envoyCheckRequest } from "../support/authz-client.js";
+
+/** envoy.yaml's ext_authz `with_request_body.max_request_bytes`: a body this long or longer reaches authz cut (413). */
+export const BODY_LIMIT = 1_048_576;
+
+/** The model every admission fixture serves: $5 in, $30 out per million tokens, at most 64,000 output tokens. */
+export const MODEL: CatalogueModel = {
+  id: "gpt-5.5",
+  displayName: "GPT-5.5",
+  provider: "openai",
+  upstreamModel: "gpt-5.5",
+  tier: "basic",
+  prices: {
+    input: parseUsdPerMillionTokens("5"),
+    cachedInput: parseUsdPerMillionTokens("0.5"),
+    output: parseUsdPerMillionTokens("30"),
+  },
+  contextWindow: 400_000,
+  maxOutputTokens: 64_000,
+  retired: false,
+};
+
+/** Admission in memory: one key on a plan with ample limits, an account holding `balance` nano-USD, holds recorded. */
+export function admissionFixture(balance: bigint) {
+  const { secret } = mintSecret();
+  const now = Date.parse("2026-12-01T12:00:00Z");
+  const resolved: ResolvedKey = {
+    key: {
+      id: "key_1",
+      accountId: "acct_1",
+      name: "k",
+      displayPrefix: "tg_x",
+      secretHash: hashSecret(secret),
+      previousSecretHash: null,
+      previousSecretExpiresAt: null,
+      expiresAt: null,
+      revokedAt: null,
+      labels: {},
+      allowedModels: null,
+      requestsPerMinute: null,
+      tokensPerMinute: null,
+      createdAt: now,
+      updatedAt: now,
+    },
+    account: { id: "acct_1", name: "a", planId: "pro", suspended: false, updatedAt: now },
+  };
+  const snapshot = compileSnapshot({
+    models: [MODEL],
+    plans: [
+      { id: "pro", displayName: "Pro", requestsPerMinute: 1_000_000, tokensPerMinute: 1_000_000_000, tiers: ["basic"] },
+    ],
+    providers: [{ id: "openai", basePath: "/v1" }],
+  });
+  const holds: HoldRequest[] = [];
+  const quota: Quota = {
+    hold(request) {
+      holds.push(request);
+      return request.amount <= balance ? { held: true } : { held: false, available: nanos(balance) as Nanos };
+    },
+  };
+  let decision = 0;
+  const deps: AdmissionDeps = {
+    snapshot: () => snapshot,
+    keys: { resolve: (hash) => (hash === resolved.key.secretHash ? resolved : null) },
+    routable: () => true,
+    quota,
+    now: () => now,
+    newDecisionId: () => `dec_${++decision}`,
+  };
+  return { secret, deps, holds };
+}
+
+/** A CheckRequest as Envoy sends it (raw_body bytes, or the `body` string), encoded once so measuring it costs nothing. */
+export function encodedCheck(
+  secret: string,
+  body: string | Uint8Array,
+  path = "/v1/chat/completions",
+  method = "POST",
+  asBytes = true,
+): Uint8Array {
+  return toBinary(
+    CheckRequestSchema,
+    envoyCheckRequest({
+      method,
+      path,
+      headers: { authorization: `Bearer ${secret}` },
+      body: typeof body === "string" && asBytes ? new TextEncoder().encode(body) : body,
+      asBytes,
+    }),
+  );
+}
+
+/** Lifts a CheckRequest from its wire bytes and decides it, returning the verdict and the CPU milliseconds spent. */
+export async function timedCheck(bytes: Uint8Array, deps: AdmissionDeps): Promise<{ verdict: Verdict; cpuMs: number }> {
+  const started = process.cpuUsage();
+  const verdict = await admit(liftCheckRequest(bytes).admission, deps);
+  const spent = process.cpuUsage(started);
+  return { verdict, cpuMs: (spent.user + spent.system) / 1000 };
+}
+
+/** A chat body of exactly `bytes` UTF-8 bytes: `prefix`, then `unit` repeated, then `suffix` (ASCII padding to fit). */
+export function bodyOfSize(bytes: number, prefix: string, unit: string, suffix: string): string {
+  const fixed = Buffer.byteLength(prefix) + Buffer.byteLength(suffix);
+  const unitBytes = Buffer.byteLength(unit);
+  const count = Math.floor((bytes - fixed) / unitBytes);
+  const pad = bytes - fixed - count * unitBytes;
+  return prefix + unit.repeat(count) + suffix + " ".repeat(pad);
+}

@@ -1,19 +1,18 @@
 import { execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { setPriority, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { toBinary } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { create } from "@bufbuild/protobuf";
-import { Authorization, CheckResponseSchema } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
+import { openStores, type Stores } from "../../src/app/stores.js";
+import { loadConfig } from "../../src/config/config.js";
+import { nanos } from "../../src/domain/money.js";
 import { CheckRequestSchema } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
-import { startGrpcServer } from "../../src/dataplane/grpc/grpc-server.js";
-import { liftCheckRequest } from "../../src/dataplane/authz/check-request.js";
-import { sqliteTarget } from "../support/services.js";
-import { startTestPlane, type TestPlane } from "../support/control-plane.js";
 import { envoyCheckRequest, outcome } from "../support/authz-client.js";
+import { startAuthzReplica, stopAuthzReplica, type AuthzReplica } from "../support/authz-replica.js";
+import { sqliteTarget, type StoreTarget } from "../support/services.js";
 import { MAX_BODY_ELEMENTS } from "../../src/domain/chat-request.js";
 import { BODY_LIMIT, bodyOfSize } from "./authz-support.js";
 
@@ -66,6 +65,43 @@ interface AttackCounts {
   errors: string[];
 }
 
+/**
+ * A helper process of this suite (`node --import tsx SCRIPT ...args`) that answers stdin lines with stdout lines.
+ * `background` runs it under SCHED_IDLE (util-linux's chrt): it gets a core only when nothing else wants one, and a
+ * waking thread of any other process preempts it at once (a nice value only weighs shares, so an attacker client at
+ * nice 10 still held the core the server's event loop woke on for a slice at a time).
+ */
+function startChild(script: string, args: string[], background = false) {
+  const command = [process.execPath, "--import", "tsx", join(import.meta.dirname, script), ...args];
+  const child = background
+    ? spawn("chrt", ["--idle", "0", ...command], { stdio: ["pipe", "pipe", "inherit"] })
+    : spawn(command[0]!, command.slice(1), { stdio: ["pipe", "pipe", "inherit"] });
+  const lines: string[] = [];
+  const waiters: Array<() => void> = [];
+  let partial = "";
+  child.stdout.setEncoding("utf8");
+  child.stdout.on("data", (chunk: string) => {
+    partial += chunk;
+    for (let at = partial.indexOf("\n"); at !== -1; at = partial.indexOf("\n")) {
+      lines.push(partial.slice(0, at));
+      partial = partial.slice(at + 1);
+      waiters.shift()?.();
+    }
+  });
+  const nextLine = () => new Promise<string>((resolve) => waiters.push(() => resolve(lines.at(-1)!)));
+  const ask = (line: string) => {
+    const answer = nextLine();
+    child.stdin.write(`${line}\n`);
+    return answer;
+  };
+  const stop = async () => {
+    const exited = once(child, "exit");
+    child.stdin.end();
+    await exited;
+  };
+  return { child, lines, nextLine, ask, stop };
+}
+
 /** CPU milliseconds (user and system) a /proc stat file reports: the 14th and 15th fields. */
 function statCpuMs(path: string): number {
   const stat = readFileSync(path, "utf8");
@@ -74,11 +110,17 @@ function statCpuMs(path: string): number {
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
 }
 
-/** CPU milliseconds this process' main thread (the event loop serving Check) has used. */
-const mainThreadCpuMs = () => statCpuMs(`/proc/self/task/${process.pid}/stat`);
+/** CPU milliseconds a process' main thread (authz's: the event loop serving Check) has used. */
+const mainThreadCpuMs = (pid: number) => statCpuMs(`/proc/${pid}/task/${pid}/stat`);
+
+/** How long a process' main thread has run, and waited to run on a core, in milliseconds (/proc schedstat, in ns). */
+function mainThreadSchedMs(pid: number): { ran: number; waited: number } {
+  const [ran, waited] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").split(" ").map(Number);
+  return { ran: ran! / 1e6, waited: waited! / 1e6 };
+}
 
 /** CPU milliseconds a process (all its threads) has used. */
-const processCpuMs = (pid: number | "self") => statCpuMs(`/proc/${pid}/stat`);
+const processCpuMs = (pid: number) => statCpuMs(`/proc/${pid}/stat`);
 
 const CLOCK_TICKS = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim());
 
@@ -95,104 +137,91 @@ function machineCpuMs(): { busy: number; steal: number } {
   };
 }
 
-const OK = create(CheckResponseSchema, { status: { code: 0 }, httpResponse: { case: "okResponse", value: {} } });
-
 /** The attacker loops in a child process, against `address`: how many they have had answered, and how to stop them. */
 async function startAttackers(address: string, file: string) {
-  const child = spawn(
-    process.execPath,
-    [
-      "--import",
-      "tsx",
-      join(import.meta.dirname, "authz-attack-loop.ts"),
-      address,
-      file,
-      String(ATTACKERS),
-      // A safety net only: closing stdin stops the attackers. Rounds on a slow machine take longer than ATTACK_MS
-      // (the victim's Checks are counted, not timed), and a round after the attackers stopped would measure nothing.
-      String(85_000),
-    ],
-    {
-      stdio: ["pipe", "pipe", "inherit"],
-    },
-  );
-  // Attackers sit on other machines: their client's CPU is not the server's to compete with.
-  setPriority(child.pid!, 10);
-  const lines: string[] = [];
-  const waiters: Array<() => void> = [];
-  let partial = "";
-  child.stdout.setEncoding("utf8");
-  child.stdout.on("data", (chunk: string) => {
-    partial += chunk;
-    for (let at = partial.indexOf("\n"); at !== -1; at = partial.indexOf("\n")) {
-      lines.push(partial.slice(0, at));
-      partial = partial.slice(at + 1);
-      waiters.shift()?.();
-    }
-  });
-  const nextLine = () => new Promise<string>((resolve) => waiters.push(() => resolve(lines.at(-1)!)));
-  expect(await nextLine()).toBe("running");
-  const counts = async () => {
-    child.stdin.write("count\n");
-    return JSON.parse(await nextLine()) as AttackCounts;
-  };
-  const stop = async () => {
-    const exited = once(child, "exit");
-    child.stdin.end();
-    await exited;
-  };
-  return { child, counts, lines, stop };
+  // A safety net only: closing stdin stops the attackers. Rounds on a slow machine take longer than ATTACK_MS (the
+  // victim's Checks are counted, not timed), and a round after the attackers stopped would measure nothing.
+  // Attackers sit on other machines: their client's CPU is not the server's to compete with (SCHED_IDLE).
+  const attackers = startChild("authz-attack-loop.ts", [address, file, String(ATTACKERS), String(85_000)], true);
+  expect(await attackers.nextLine()).toBe("running");
+  const counts = async () => JSON.parse(await attackers.ask("count")) as AttackCounts;
+  return { ...attackers, counts };
 }
 
-/** The event loop's CPU per attacker Check over 2 s of attackers alone. */
-async function eventLoopCpuPerCheck(counts: () => Promise<AttackCounts>): Promise<number> {
+/** The event loop's CPU per attacker Check over 2 s of attackers alone: `pid`'s main thread. */
+async function eventLoopCpuPerCheck(pid: number, counts: () => Promise<AttackCounts>): Promise<number> {
   const before = await counts();
-  const cpu = mainThreadCpuMs();
+  const cpu = mainThreadCpuMs(pid);
   await new Promise((resolve) => setTimeout(resolve, 2_000));
-  return (mainThreadCpuMs() - cpu) / ((await counts()).answered - before.answered);
+  return (mainThreadCpuMs(pid) - cpu) / ((await counts()).answered - before.answered);
 }
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
+// Three processes besides this one, as in production: authz (`tollgate serve --role authz` on the embedded store, its
+// production log level), the attackers and the victim (each a client, as Envoy is). This process only counts: its
+// heap (the test runner's) and its garbage collector are not the server's.
 describe("authz: a victim tenant is served while attackers send 1 MiB bodies", () => {
-  let plane: TestPlane;
+  let target: StoreTarget;
+  let stores: Stores;
+  let authz: AuthzReplica;
   let dir: string;
+  /** A funded account on the Scale plan and its key. */
+  const account = async () => {
+    const created = await stores.accounts.create({ name: "victim test", planId: "scale" });
+    await stores.ledger.topUp({ accountId: created.id, amount: nanos(10n ** 15n), feeBps: 0, now: Date.now() });
+    return (await stores.keys.create({ accountId: created.id, name: "victim test" })).secret;
+  };
+  const secrets: string[] = [];
   beforeAll(async () => {
-    plane = await startTestPlane(sqliteTarget(), { accountCredits: 10n ** 15n });
+    target = sqliteTarget();
     dir = mkdtempSync(join(tmpdir(), "tollgate-victim-"));
-  });
+    stores = await openStores(loadConfig({ env: { TOLLGATE_DATABASE_URL: target.url } }), {});
+    // The victim's key first, then one per attack shape: each attacker has a funded key of its own, so its bodies
+    // pass authentication and reach the estimate and quota.
+    for (let i = 0; i <= Object.keys(attackBodies()).length; i++) secrets.push(await account());
+    authz = await startAuthzReplica({
+      // A credential for the test model's provider.
+      TOLLGATE_PROVIDER_OPENAI_API_KEY: "test-openai",
+      TOLLGATE_DATABASE_URL: target.url,
+      TOLLGATE_SIGNING_SECRET: "victim-signing-secret-0123456789abcdef",
+    });
+  }, 120_000);
   afterAll(async () => {
-    await plane?.close();
+    if (authz) await stopAuthzReplica(authz);
+    await stores?.db.close();
+    await target?.cleanup();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it(`the victim's Check p99 stays under ${VICTIM_P99_MS} ms while ${ATTACKERS} attackers loop on the costliest bodies`, async () => {
-    const victim = await plane.account("scale");
+    const server = authz.child.pid!;
+    const address = authz.address;
     const bodies = attackBodies();
     const frames: Buffer[] = [];
-    for (const [name, body] of Object.entries(bodies)) {
+    const frame = (bytes: Uint8Array) => {
+      const length = Buffer.alloc(4);
+      length.writeUInt32BE(bytes.length);
+      return [length, Buffer.from(bytes)];
+    };
+    for (const [i, [name, body]] of Object.entries(bodies).entries()) {
       expect(Buffer.byteLength(body), name).toBe(LARGEST);
-      // Each attacker has a funded key of its own, so its bodies pass authentication and reach the estimate and quota.
-      const { secret } = await plane.account("scale");
       const request = envoyCheckRequest({
-        headers: { authorization: `Bearer ${secret}` },
+        headers: { authorization: `Bearer ${secrets[i + 1]}` },
         body: new TextEncoder().encode(body),
         asBytes: true,
       });
-      const decided = outcome(await plane.authz.check(request));
+      const decided = outcome(await authz.client.check(request));
       expect(decided.allowed, `${name}: ${decided.body}`).toBe(true);
-      const bytes = Buffer.from(toBinary(CheckRequestSchema, request));
-      const length = Buffer.alloc(4);
-      length.writeUInt32BE(bytes.length);
-      frames.push(length, bytes);
+      frames.push(...frame(toBinary(CheckRequestSchema, request)));
     }
     const file = join(dir, "requests.bin");
     writeFileSync(file, Buffer.concat(frames));
 
     const victimRequest = envoyCheckRequest({
-      headers: { authorization: `Bearer ${victim.secret}` },
+      headers: { authorization: `Bearer ${secrets[0]}` },
       body: JSON.stringify({
         model: MODEL,
         max_tokens: 64,
@@ -203,49 +232,39 @@ describe("authz: a victim tenant is served while attackers send 1 MiB bodies", (
       }),
       asBytes: true,
     });
-    const victimCheck = async (due = performance.now()) => {
-      const res = outcome(await plane.authz.check(victimRequest));
-      const ms = performance.now() - due;
-      expect(res.allowed, res.body).toBe(true);
-      return ms;
-    };
-    for (let i = 0; i < 200; i++) await victimCheck();
-    // Open loop, as wrk2 measures: the victim means to send every VICTIM_GAP_MS, and each Check's latency counts from
-    // when it was due, so time the server's event loop spent blocked (which also delays this process' timers) counts.
+    const victimFile = join(dir, "victim.bin");
+    writeFileSync(victimFile, toBinary(CheckRequestSchema, victimRequest));
+    const victim = startChild("authz-victim-loop.ts", [address, victimFile]);
+    expect(await victim.nextLine()).toBe("ready");
     const victimRun = async (ms: number) => {
-      const latencies: number[] = [];
-      const start = performance.now();
-      for (let i = 0; i * VICTIM_GAP_MS < ms; i++) {
-        const due = start + i * VICTIM_GAP_MS;
-        const wait = due - performance.now();
-        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-        latencies.push(await victimCheck(Math.min(due, performance.now())));
-      }
-      return latencies.sort((a, b) => a - b);
+      const { latencies, refused } = JSON.parse(await victim.ask(`run ${ms} ${VICTIM_GAP_MS}`)) as {
+        latencies: number[];
+        refused: string[];
+      };
+      expect(refused, "the victim's Checks are allowed").toEqual([]);
+      return latencies;
     };
-    // The server's event loop is this process' main thread: what it spends per victim Check alone.
-    const cpu = mainThreadCpuMs();
+    await victimRun(1_000);
+    // What authz's event loop (its process' main thread) spends per victim Check alone.
+    const cpu = mainThreadCpuMs(server);
     const alone = await victimRun(1_000);
-    const victimCpuMs = (mainThreadCpuMs() - cpu) / alone.length;
+    const victimCpuMs = (mainThreadCpuMs(server) - cpu) / alone.length;
 
-    // What receiving these Checks costs the event loop by itself (HTTP/2, grpc-js, lifting the request), on this
-    // machine now: the same attackers against a server that lifts each CheckRequest as authz does and answers OK.
-    const transport = await startGrpcServer("127.0.0.1:0", [
-      {
-        service: Authorization,
-        implementation: { check: (_call: unknown, answer: (e: null, r: unknown) => void) => answer(null, OK) },
-        decoders: { check: liftCheckRequest },
-      },
-    ]);
-    const floor = await startAttackers(`127.0.0.1:${transport.port}`, file);
-    const transportCpuMs = await eventLoopCpuPerCheck(floor.counts);
+    // What receiving these Checks costs an event loop by itself (HTTP/2, grpc-js, lifting the request), on this
+    // machine now: the same attackers against a server process that lifts each CheckRequest as authz does and
+    // answers OK.
+    const transport = startChild("authz-transport-floor.ts", []);
+    const transportPort = Number(await transport.nextLine());
+    const floor = await startAttackers(`127.0.0.1:${transportPort}`, file);
+    const transportCpuMs = await eventLoopCpuPerCheck(transport.child.pid!, floor.counts);
     await floor.stop();
-    await transport.close();
+    await transport.stop();
 
-    const { child, counts: attackerCounts, lines } = await startAttackers(plane.authzAddress, file);
+    const attackers = await startAttackers(address, file);
+    const attackerCounts = attackers.counts;
 
     // The event loop's CPU per attacker Check, attackers alone: a victim's Check waits behind at most one per attacker.
-    const perAttackerCpuMs = await eventLoopCpuPerCheck(attackerCounts);
+    const perAttackerCpuMs = await eventLoopCpuPerCheck(server, attackerCounts);
 
     // A wall-clock percentile on a shared 2-core VM also measures its other tenants and the host: up to ROUNDS rounds,
     // and the bound must hold in one (the failure message says how much of it receiving the attacks alone took).
@@ -255,26 +274,29 @@ describe("authz: a victim tenant is served while attackers send 1 MiB bodies", (
     const roundLoads: string[] = [];
     // Attacker Checks answered per shape during each round: the round that passes must have been under attack.
     const roundAttacks: number[][] = [];
+    const ours = () =>
+      [process.pid, server, attackers.child.pid!, victim.child.pid!].reduce((t, pid) => t + processCpuMs(pid), 0);
     while (rounds.length < ROUNDS && (rounds.length === 0 || percentile(rounds.at(-1)!, 99) >= VICTIM_P99_MS)) {
+      const loop = mainThreadSchedMs(server);
       const roundBefore = await attackerCounts();
       const machine = machineCpuMs();
-      const ours = processCpuMs("self") + processCpuMs(child.pid!);
+      const oursBefore = ours();
       const started = performance.now();
       rounds.push(await victimRun(ATTACK_MS));
       const wall = performance.now() - started;
       const after = machineCpuMs();
       const roundAfter = await attackerCounts();
       roundAttacks.push(roundAfter.perRequest.map((n, i) => n - roundBefore.perRequest[i]!));
-      const others = after.busy - machine.busy - (processCpuMs("self") + processCpuMs(child.pid!) - ours);
+      const others = after.busy - machine.busy - (ours() - oursBefore);
+      const loopAfter = mainThreadSchedMs(server);
       roundLoads.push(
-        `other processes ${((100 * Math.max(0, others)) / wall).toFixed(0)}% of a core, stolen by the host ${((100 * (after.steal - machine.steal)) / wall).toFixed(0)}%`,
+        `authz's event loop ran ${(loopAfter.ran - loop.ran).toFixed(0)} ms and waited ${(loopAfter.waited - loop.waited).toFixed(0)} ms for a core; other processes ${((100 * Math.max(0, others)) / wall).toFixed(0)}% of a core, stolen by the host ${((100 * (after.steal - machine.steal)) / wall).toFixed(0)}%`,
       );
     }
     const after = await attackerCounts();
-    const exited = once(child, "exit");
-    child.stdin.end();
-    await exited;
-    const counts = JSON.parse(lines.at(-1)!) as AttackCounts;
+    await attackers.stop();
+    await victim.stop();
+    const counts = JSON.parse(attackers.lines.at(-1)!) as AttackCounts;
     const during = after.perRequest.map((n, i) => n - before.perRequest[i]!);
     const best = rounds.at(-1)!;
     const show = (sorted: number[]) =>
@@ -315,5 +337,5 @@ describe("authz: a victim tenant is served while attackers send 1 MiB bodies", (
       percentile(best, 99),
       `victim p99 in its best round; receiving alone took ${(ATTACKERS * transportCpuMs).toFixed(1)} ms of event-loop CPU for one Check per attacker here, tollgate ${(ATTACKERS * perAttackerCpuMs).toFixed(1)} ms`,
     ).toBeLessThan(VICTIM_P99_MS);
-  }, 90_000);
+  }, 120_000);
 });

@@ -7,6 +7,8 @@ import { connectAuthz, type AuthzClient } from "./authz-client.js";
 export interface AuthzReplica {
   child: ChildProcess;
   client: AuthzClient;
+  /** host:port it listens on. */
+  address: string;
   /** Everything it printed (for a failure's message). */
   output: string[];
 }
@@ -41,7 +43,7 @@ export async function startAuthzReplica(env: Record<string, string>): Promise<Au
       reject(new Error(`replica exited (${code}):\n${output.join("")}`));
     });
   });
-  return { child, client: connectAuthz(`127.0.0.1:${port}`), output };
+  return { child, client: connectAuthz(`127.0.0.1:${port}`), address: `127.0.0.1:${port}`, output };
 }
 
 /** Closes the client and stops the process with SIGTERM (its clean stop), waiting for it to exit. */

@@ -1,3 +1,8 @@
+import { once } from "node:events";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { Worker } from "node:worker_threads";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { tokenCost, addNanos } from "../../src/domain/money.js";
@@ -244,40 +249,66 @@ function adversarialBody(): fc.Arbitrary<string> {
   return fc.oneof(...kinds);
 }
 
+/**
+ * A worker thread running authz-fuzz-decider.ts (from source: through tsx's loader, registered first), and how to
+ * have it decide a body.
+ */
+async function startDecider() {
+  const require = createRequire(import.meta.url);
+  const manifest = require("tsx/package.json") as { exports: Record<string, { import: { default: string } }> };
+  const tsx = pathToFileURL(
+    join(dirname(require.resolve("tsx/package.json")), manifest.exports["./esm/api"]!.import.default),
+  ).href;
+  const decider = pathToFileURL(join(import.meta.dirname, "authz-fuzz-decider.ts")).href;
+  const worker = new Worker(
+    `import(${JSON.stringify(tsx)}).then(({ register }) => { register(); return import(${JSON.stringify(decider)}); })`,
+    { eval: true },
+  );
+  const [first] = (await once(worker, "message")) as [unknown];
+  expect(first).toBe("ready");
+  return {
+    async decide(body: string, rich: boolean) {
+      worker.postMessage({ body, rich });
+      const [decisions] = (await once(worker, "message")) as [Array<{ outcome: string; cpuMs: number }>];
+      return decisions;
+    },
+    stop: () => worker.terminate(),
+  };
+}
+
 describe("authz: fuzzed bodies up to the body limit", () => {
+  // Each body is decided on a worker thread, as the authz process reads large bodies (the chat-reader pool), and its
+  // CPU is that thread's: the event loop's share of a large Check is lifting it and deciding on what the reader
+  // found (test/security/authz-victim.isolated.test.ts holds that share to a bound of its own).
   it("every Check decides within 50 ms of CPU and none is a 503 or a throw", async () => {
-    const funded = admissionFixture(10n ** 12n);
-    const broke = admissionFixture(0n);
-    // A serving process has compiled its Check path before the first attacker arrives; a body's first sight still
-    // pays for everything about that body.
-    for (let i = 0; i < 20; i++)
-      await timedCheck(encodedCheck(funded.secret, `${CHAT_OPEN}warm up ${i}${CHAT_CLOSE}`), funded.deps);
+    const decider = await startDecider();
     const worst = [0, 0];
     const worstBody = ["", ""];
-    await fc.assert(
-      fc.asyncProperty(
-        adversarialBody().map((body) => ({
-          body,
-          [fc.toStringMethod]: () => `${body.slice(0, 120)}… (${Buffer.byteLength(body)} bytes)`,
-        })),
-        fc.boolean(),
-        async ({ body }, rich) => {
-          const { secret, deps } = rich ? funded : broke;
-          const bytes = encodedCheck(secret, body);
-          // The first decision of each body is measured (nothing about it is cached yet), and the second.
-          for (let sight = 0; sight < 2; sight++) {
-            const { verdict, cpuMs } = await timedCheck(bytes, deps);
-            expect(verdict.kind === "deny" ? verdict.code : verdict.kind).not.toBe("unavailable");
-            expect(cpuMs, sight === 0 ? "first decision" : "second decision").toBeLessThan(CHECK_CPU_MS);
-            if (cpuMs > worst[sight]!) {
-              worst[sight] = cpuMs;
-              worstBody[sight] = `${body.slice(0, 90)}… (${Buffer.byteLength(body)} bytes)`;
+    try {
+      await fc.assert(
+        fc.asyncProperty(
+          adversarialBody().map((body) => ({
+            body,
+            [fc.toStringMethod]: () => `${body.slice(0, 120)}… (${Buffer.byteLength(body)} bytes)`,
+          })),
+          fc.boolean(),
+          async ({ body }, rich) => {
+            // The first decision of each body is measured (nothing about it is cached yet), and the second.
+            for (const [sight, { outcome, cpuMs }] of (await decider.decide(body, rich)).entries()) {
+              expect(outcome).not.toBe("unavailable");
+              expect(cpuMs, sight === 0 ? "first decision" : "second decision").toBeLessThan(CHECK_CPU_MS);
+              if (cpuMs > worst[sight]!) {
+                worst[sight] = cpuMs;
+                worstBody[sight] = `${body.slice(0, 90)}… (${Buffer.byteLength(body)} bytes)`;
+              }
             }
-          }
-        },
-      ),
-      { numRuns: 80 },
-    );
+          },
+        ),
+        { numRuns: 80 },
+      );
+    } finally {
+      await decider.stop();
+    }
     console.log(
       `fuzzed Checks: worst CPU ${worst[0]!.toFixed(1)} ms on a body's first decision (${worstBody[0]}), ${worst[1]!.toFixed(1)} ms on its second (${worstBody[1]})`,
     );

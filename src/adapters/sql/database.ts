@@ -14,6 +14,9 @@ export interface Database {
  * Opens the database named by a config URL: `sqlite:PATH` (the embedded default; the file and its folder are created
  * on first start) or `postgres://…`. `schema` isolates a PostgreSQL run (tests give each suite its own).
  */
+/** How long SQLite waits for another connection's lock before refusing (SQLITE_BUSY). */
+const BUSY_TIMEOUT_MS = 5000;
+
 export async function openDatabase(url: string, options: { schema?: string } = {}): Promise<Database> {
   if (url.startsWith("sqlite:")) {
     const path = url.slice("sqlite:".length).replace(/^\/\/(?=\/)/, "");
@@ -28,12 +31,26 @@ export async function openDatabase(url: string, options: { schema?: string } = {
         min: 1,
         max: 1,
         afterCreate(conn: { pragma(sql: string): unknown }, done: (err: Error | null, conn: unknown) => void) {
-          // The busy timeout first: switching a new file to WAL needs a lock another process may hold for a moment.
-          conn.pragma("busy_timeout = 5000");
-          conn.pragma("journal_mode = WAL");
-          conn.pragma("synchronous = NORMAL");
-          conn.pragma("foreign_keys = ON");
-          done(null, conn);
+          conn.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+          // Switching a new file to WAL needs an exclusive lock, and SQLite refuses at once (no busy wait: it could
+          // deadlock) while another process opening the same file holds one: try again until the busy timeout.
+          const giveUpAt = Date.now() + BUSY_TIMEOUT_MS;
+          const toWal = () => {
+            try {
+              conn.pragma("journal_mode = WAL");
+            } catch (error) {
+              if ((error as { code?: unknown }).code !== "SQLITE_BUSY" || Date.now() >= giveUpAt) {
+                done(error as Error, conn);
+                return;
+              }
+              setTimeout(toWal, 10 + Math.random() * 40);
+              return;
+            }
+            conn.pragma("synchronous = NORMAL");
+            conn.pragma("foreign_keys = ON");
+            done(null, conn);
+          };
+          toWal();
         },
       },
     });

@@ -233,8 +233,10 @@ export function startWebhookDispatcher(options: WebhookDispatcherOptions): Webho
       for (;;) {
         await claiming;
         const started = await claim();
-        if (started === 0 && inFlight.size === 0) return;
-        await Promise.all([...inFlight]);
+        // A claim woken by a finished attempt may have leased the rest while this one ran (and found none): done
+        // only when nothing runs and no claim is under way.
+        if (started === 0 && inFlight.size === 0 && claiming === undefined) return;
+        await Promise.all([claiming, ...inFlight]);
       }
     },
     async close() {

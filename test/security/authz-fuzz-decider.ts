@@ -2,12 +2,18 @@
 // process reads large bodies (the chat-reader pool's threads): an isolate that holds admission and the bodies it is
 // sent, not the test runner and fast-check. Each message { body, rich } is decided twice (its first sight, when
 // nothing about it is cached, and its second) with an in-memory admission whose account is funded (rich) or holds
-// nothing; each answer is the two verdicts' kinds (a refusal's code) and the CPU each took on this thread.
+// nothing; the answer is each decision's outcome (a refusal's code) and the process' CPU meanwhile (every thread's:
+// garbage-collector helpers included; the test runner's thread waits for the answer), or the error it threw.
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { parentPort } from "node:worker_threads";
-import { admissionFixture, bodyOfSize, collectGarbage, encodedCheck, timedCheck } from "./authz-support.js";
+import { admissionFixture, bodyOfSize, encodedCheck, timedCheck } from "./authz-support.js";
 
 const port = parentPort;
 if (!port) throw new Error("authz-fuzz-decider runs only as a worker thread");
+
+setFlagsFromString("--expose-gc");
+const collectGarbage = runInNewContext("gc") as () => void;
 
 const CHAT_OPEN = '{"model":"gpt-5.5","messages":[{"role":"user","content":"';
 const CHAT_CLOSE = '"}]}';
@@ -21,17 +27,21 @@ for (const size of [10_000, 100_000, 1_000_000])
   await timedCheck(encodedCheck(funded.secret, bodyOfSize(size, CHAT_OPEN, "warm up ", CHAT_CLOSE)), funded.deps);
 
 port.on("message", async ({ body, rich }: { body: string; rich: boolean }) => {
-  const { secret, deps } = rich ? funded : broke;
-  const bytes = encodedCheck(secret, body);
-  const decisions: Array<{ outcome: string; cpuMs: number }> = [];
-  for (let sight = 0; sight < 2; sight++) {
-    // What earlier bodies left behind is collected first, and its sweeping (on helper threads) given time to end: a
-    // decision pays for its own allocations only.
-    collectGarbage();
-    await new Promise((resolve) => setTimeout(resolve, 5));
-    const { verdict, cpuMs } = await timedCheck(bytes, deps);
-    decisions.push({ outcome: verdict.kind === "deny" ? verdict.code : verdict.kind, cpuMs });
+  try {
+    const { secret, deps } = rich ? funded : broke;
+    const bytes = encodedCheck(secret, body);
+    const decisions: Array<{ outcome: string; cpuMs: number }> = [];
+    for (let sight = 0; sight < 2; sight++) {
+      // What earlier bodies left behind is collected first, and its sweeping (on helper threads) given time to end:
+      // a decision pays for its own allocations, not for the bodies decided before it.
+      collectGarbage();
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      const { verdict, cpuMs } = await timedCheck(bytes, deps);
+      decisions.push({ outcome: verdict.kind === "deny" ? verdict.code : verdict.kind, cpuMs });
+    }
+    port.postMessage({ decisions });
+  } catch (error) {
+    port.postMessage({ error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
   }
-  port.postMessage(decisions);
 });
 port.postMessage("ready");

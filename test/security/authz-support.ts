@@ -1,6 +1,3 @@
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
-import { readFileSync } from "node:fs";
 import { toBinary } from "@bufbuild/protobuf";
 import { CheckRequestSchema } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
 import { hashSecret, mintSecret } from "../../src/domain/api-key.js";
@@ -103,35 +100,14 @@ export function encodedCheck(
 }
 
 /**
- * CPU milliseconds this thread (the event loop a Check runs on) has run: Linux's /proc/thread-self/schedstat, in
- * nanoseconds. Elsewhere the process' CPU, which also counts the garbage collector's helper threads (work they do
- * beside the event loop, for allocations of earlier bodies too).
+ * Lifts a CheckRequest from its wire bytes and decides it, returning the verdict and the CPU milliseconds the
+ * process spent meanwhile: every thread's, so garbage-collector work on helper threads counts too.
  */
-function threadCpuMs(): number {
-  try {
-    return Number(readFileSync("/proc/thread-self/schedstat", "utf8").split(" ", 1)[0]) / 1e6;
-  } catch {
-    const { user, system } = process.cpuUsage();
-    return (user + system) / 1000;
-  }
-}
-
-setFlagsFromString("--expose-gc");
-const gc = runInNewContext("gc") as () => void;
-
-/**
- * A full garbage collection now, so the next measured Check does not pay for what this test allocated before it
- * (fast-check's generated bodies of up to 1 MiB, their encodings): a Check's own allocations still count.
- */
-export function collectGarbage(): void {
-  gc();
-}
-
-/** Lifts a CheckRequest from its wire bytes and decides it, returning the verdict and the event loop's CPU ms spent. */
 export async function timedCheck(bytes: Uint8Array, deps: AdmissionDeps): Promise<{ verdict: Verdict; cpuMs: number }> {
-  const started = threadCpuMs();
+  const started = process.cpuUsage();
   const verdict = await admit(liftCheckRequest(bytes).admission, deps);
-  return { verdict, cpuMs: threadCpuMs() - started };
+  const spent = process.cpuUsage(started);
+  return { verdict, cpuMs: (spent.user + spent.system) / 1000 };
 }
 
 /** A chat body of exactly `bytes` UTF-8 bytes: `prefix`, then `unit` repeated, then `suffix` (ASCII padding to fit). */

@@ -4,7 +4,7 @@
 // one's latency counts from when it was due, so time the server spent blocked counts) and prints one JSON line:
 // the latencies in milliseconds, sorted, and the Checks that were not allowed. Closing stdin stops it.
 import { readFileSync } from "node:fs";
-import { connect, constants } from "node:http2";
+import { type ClientHttp2Stream, connect, constants } from "node:http2";
 import { performance } from "node:perf_hooks";
 import { fromBinary } from "@bufbuild/protobuf";
 import { CheckResponseSchema } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
@@ -19,19 +19,38 @@ framed.writeUInt32BE(request.length, 1);
 // A bare HTTP/2 client (as Envoy's ext_authz client is a lean one): what it costs this process' CPU is not what the
 // server is measured on, and a heavier client would take more of the machine the server runs on.
 const session = connect(`http://${address}`);
+// The session's failure reaches each Check as its stream's error or close.
 session.on("error", () => {});
+
+/** Envoy's ext_authz timeout: a Check unanswered by then is a failure, not a latency. */
+const CHECK_TIMEOUT_MS = 1000;
 
 /** One Check: its latency from `due`, or why it was not allowed. */
 const check = (due: number) =>
   new Promise<{ ms: number; refused?: string }>((resolve) => {
-    const stream = session.request({
-      [constants.HTTP2_HEADER_METHOD]: "POST",
-      [constants.HTTP2_HEADER_PATH]: "/envoy.service.auth.v3.Authorization/Check",
-      "content-type": "application/grpc",
-      te: "trailers",
-    });
+    let settled = false;
+    const settle = (refused?: string) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(refused === undefined ? { ms: performance.now() - due } : { ms: performance.now() - due, refused });
+    };
+    const timer = setTimeout(() => settle(`no answer in ${CHECK_TIMEOUT_MS} ms`), CHECK_TIMEOUT_MS);
+    let stream: ClientHttp2Stream;
+    try {
+      stream = session.request({
+        [constants.HTTP2_HEADER_METHOD]: "POST",
+        [constants.HTTP2_HEADER_PATH]: "/envoy.service.auth.v3.Authorization/Check",
+        "content-type": "application/grpc",
+        te: "trailers",
+      });
+    } catch (error) {
+      settle(`request: ${(error as Error).message}`);
+      return;
+    }
     const chunks: Buffer[] = [];
     let grpcStatus: string | undefined;
+    // A trailers-only answer (an error status) comes as the response headers.
     stream.on("response", (headers) => {
       if (headers["grpc-status"] !== undefined) grpcStatus = String(headers["grpc-status"]);
     });
@@ -39,13 +58,21 @@ const check = (due: number) =>
       grpcStatus = String(trailers["grpc-status"]);
     });
     stream.on("data", (chunk: Buffer) => chunks.push(chunk));
-    stream.on("error", (error: Error) => resolve({ ms: performance.now() - due, refused: error.message }));
+    stream.on("error", (error: Error) => settle(`stream: ${error.message}`));
+    stream.on("close", () => settle("stream closed without an answer"));
     stream.on("end", () => {
-      const ms = performance.now() - due;
-      if (grpcStatus !== "0") return resolve({ ms, refused: `grpc-status ${grpcStatus}` });
+      if (grpcStatus !== "0") return settle(`grpc-status ${grpcStatus}`);
       const body = Buffer.concat(chunks);
-      const code = fromBinary(CheckResponseSchema, body.subarray(5)).status?.code ?? 0;
-      resolve(code === 0 ? { ms } : { ms, refused: `status ${code}` });
+      // One uncompressed gRPC message: a flag byte of 0, its 4-byte length, then exactly that many bytes.
+      if (body.length < 5 || body[0] !== 0 || body.readUInt32BE(1) !== body.length - 5) {
+        return settle(`malformed gRPC message (${body.length} bytes)`);
+      }
+      try {
+        const code = fromBinary(CheckResponseSchema, body.subarray(5)).status?.code ?? 0;
+        settle(code === 0 ? undefined : `status ${code}`);
+      } catch (error) {
+        settle(`CheckResponse: ${(error as Error).message}`);
+      }
     });
     stream.end(framed);
   });
@@ -75,7 +102,11 @@ process.stdin.on("data", (chunk: string) => {
     pending = pending.slice(at + 1);
     if (command === "run")
       queue = queue.then(async () => {
-        process.stdout.write(`${JSON.stringify(await run(Number(ms), Number(gap)))}\n`);
+        const result = await run(Number(ms), Number(gap)).catch((error: Error) => ({
+          latencies: [],
+          refused: [`victim loop: ${error.message}`],
+        }));
+        process.stdout.write(`${JSON.stringify(result)}\n`);
       });
   }
 });

@@ -10,13 +10,13 @@ export interface Database {
   close(): Promise<void>;
 }
 
+/** How long SQLite waits for another connection's lock before refusing (SQLITE_BUSY). */
+const BUSY_TIMEOUT_MS = 5000;
+
 /**
  * Opens the database named by a config URL: `sqlite:PATH` (the embedded default; the file and its folder are created
  * on first start) or `postgres://…`. `schema` isolates a PostgreSQL run (tests give each suite its own).
  */
-/** How long SQLite waits for another connection's lock before refusing (SQLITE_BUSY). */
-const BUSY_TIMEOUT_MS = 5000;
-
 export async function openDatabase(url: string, options: { schema?: string } = {}): Promise<Database> {
   if (url.startsWith("sqlite:")) {
     const path = url.slice("sqlite:".length).replace(/^\/\/(?=\/)/, "");
@@ -30,7 +30,10 @@ export async function openDatabase(url: string, options: { schema?: string } = {
       pool: {
         min: 1,
         max: 1,
-        afterCreate(conn: { pragma(sql: string): unknown }, done: (err: Error | null, conn: unknown) => void) {
+        afterCreate(
+          conn: { pragma(sql: string): unknown; close(): unknown },
+          done: (err: Error | null, conn: unknown) => void,
+        ) {
           conn.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
           // Switching a new file to WAL needs an exclusive lock, and SQLite refuses at once (no busy wait: it could
           // deadlock) while another process opening the same file holds one: try again until the busy timeout.
@@ -38,16 +41,19 @@ export async function openDatabase(url: string, options: { schema?: string } = {
           const toWal = () => {
             try {
               conn.pragma("journal_mode = WAL");
+              conn.pragma("synchronous = NORMAL");
+              conn.pragma("foreign_keys = ON");
             } catch (error) {
-              if ((error as { code?: unknown }).code !== "SQLITE_BUSY" || Date.now() >= giveUpAt) {
-                done(error as Error, conn);
+              // better-sqlite3 reports extended codes (SQLITE_BUSY_RECOVERY, SQLITE_BUSY_SNAPSHOT, ...).
+              const busy = /^SQLITE_BUSY/.test(String((error as { code?: unknown }).code));
+              if (busy && Date.now() < giveUpAt) {
+                setTimeout(toWal, 10 + Math.random() * 40);
                 return;
               }
-              setTimeout(toWal, 10 + Math.random() * 40);
+              conn.close();
+              done(error as Error, conn);
               return;
             }
-            conn.pragma("synchronous = NORMAL");
-            conn.pragma("foreign_keys = ON");
             done(null, conn);
           };
           toWal();

@@ -171,14 +171,16 @@ export function startWebhookDispatcher(options: WebhookDispatcherOptions): Webho
     }
     return claimed.length;
   };
-  const wake = () => {
-    if (closed || claiming) return;
-    claiming = claim()
+  /** The claim under way, or a new one: one at a time, so together they never lease more than the free slots. */
+  const claimNow = (): Promise<number> =>
+    (claiming ??= claim()
       .catch((err: unknown) => {
         warn(err);
         return 0;
       })
-      .finally(() => (claiming = undefined));
+      .finally(() => (claiming = undefined)));
+  const wake = () => {
+    if (!closed) void claimNow();
   };
 
   const syncLowBalance = (accountIds: string[] | undefined): Promise<void> =>
@@ -231,10 +233,10 @@ export function startWebhookDispatcher(options: WebhookDispatcherOptions): Webho
       await syncLowBalance(undefined);
       await dropOverflow();
       for (;;) {
+        // A claim that began before the deliveries above were due may miss them: wait it out, then claim afresh.
         await claiming;
-        const started = await claim();
-        // A claim woken by a finished attempt may have leased the rest while this one ran (and found none): done
-        // only when nothing runs and no claim is under way.
+        const started = await claimNow();
+        // A finished attempt wakes a claim that may lease the rest: done only when nothing runs and none is under way.
         if (started === 0 && inFlight.size === 0 && claiming === undefined) return;
         await Promise.all([claiming, ...inFlight]);
       }

@@ -1,4 +1,4 @@
-// The decider for test/security/authz-admission-bounds.test.ts's fuzz suite, run on a worker thread as the authz
+// The decider for test/security/authz-fuzz.isolated.test.ts, run on a worker thread as the authz
 // process reads large bodies (the chat-reader pool's threads): an isolate that holds admission and the bodies it is
 // sent, not the test runner and fast-check. Each message { body, rich } is decided twice (its first sight, when
 // nothing about it is cached, and its second) with an in-memory admission whose account is funded (rich) or holds

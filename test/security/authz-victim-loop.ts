@@ -35,8 +35,11 @@ const check = (due: number) =>
       clearTimeout(timer);
       resolve(refused === undefined ? { ms: performance.now() - due } : { ms: performance.now() - due, refused });
     };
-    const timer = setTimeout(() => settle(`no answer in ${CHECK_TIMEOUT_MS} ms`), CHECK_TIMEOUT_MS);
-    let stream: ClientHttp2Stream;
+    let stream: ClientHttp2Stream | undefined;
+    const timer = setTimeout(() => {
+      settle(`no answer in ${CHECK_TIMEOUT_MS} ms`);
+      stream?.close(constants.NGHTTP2_CANCEL);
+    }, CHECK_TIMEOUT_MS);
     try {
       stream = session.request({
         [constants.HTTP2_HEADER_METHOD]: "POST",
@@ -49,18 +52,19 @@ const check = (due: number) =>
       return;
     }
     const chunks: Buffer[] = [];
+    const answering = stream;
     let grpcStatus: string | undefined;
     // A trailers-only answer (an error status) comes as the response headers.
-    stream.on("response", (headers) => {
+    answering.on("response", (headers) => {
       if (headers["grpc-status"] !== undefined) grpcStatus = String(headers["grpc-status"]);
     });
-    stream.on("trailers", (trailers) => {
+    answering.on("trailers", (trailers) => {
       grpcStatus = String(trailers["grpc-status"]);
     });
-    stream.on("data", (chunk: Buffer) => chunks.push(chunk));
-    stream.on("error", (error: Error) => settle(`stream: ${error.message}`));
-    stream.on("close", () => settle("stream closed without an answer"));
-    stream.on("end", () => {
+    answering.on("data", (chunk: Buffer) => chunks.push(chunk));
+    answering.on("error", (error: Error) => settle(`stream: ${error.message}`));
+    answering.on("close", () => settle("stream closed without an answer"));
+    answering.on("end", () => {
       if (grpcStatus !== "0") return settle(`grpc-status ${grpcStatus}`);
       const body = Buffer.concat(chunks);
       // One uncompressed gRPC message: a flag byte of 0, its 4-byte length, then exactly that many bytes.
@@ -74,7 +78,7 @@ const check = (due: number) =>
         settle(`CheckResponse: ${(error as Error).message}`);
       }
     });
-    stream.end(framed);
+    answering.end(framed);
   });
 
 async function run(ms: number, gap: number) {

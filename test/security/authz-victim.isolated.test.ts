@@ -94,7 +94,8 @@ function startChild(script: string, args: string[], background = false) {
       new Error(`${script}${background ? " (under chrt --idle: util-linux's chrt is needed)" : ""}: ${error.message}`),
     ),
   );
-  child.on("exit", (code, signal) => end(new Error(`${script} exited (${signal ?? code})`)));
+  // "close", not "exit": its last lines have been read by then.
+  child.on("close", (code, signal) => end(new Error(`${script} exited (${signal ?? code})`)));
   // A write to a child that has exited is that exit's failure, reported above.
   child.stdin.on("error", () => {});
   let partial = "";
@@ -115,8 +116,8 @@ function startChild(script: string, args: string[], background = false) {
     return answer;
   };
   const stop = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = once(child, "exit");
+    if (!children.has(child)) return;
+    const exited = once(child, "close");
     child.stdin.end();
     await exited;
   };
@@ -159,11 +160,11 @@ function machineCpuMs(): { busy: number; steal: number } {
 }
 
 /** The attacker loops in a child process, against `address`: how many they have had answered, and how to stop them. */
-async function startAttackers(address: string, file: string) {
+async function startAttackers(address: string, file: string, background = true) {
   // A safety net only: closing stdin stops the attackers. Rounds on a slow machine take longer than ATTACK_MS (the
   // victim's Checks are counted, not timed), and a round after the attackers stopped would measure nothing.
   // Attackers sit on other machines: their client's CPU is not the server's to compete with (SCHED_IDLE).
-  const attackers = startChild("authz-attack-loop.ts", [address, file, String(ATTACKERS), String(85_000)], true);
+  const attackers = startChild("authz-attack-loop.ts", [address, file, String(ATTACKERS), String(85_000)], background);
   expect(await attackers.nextLine()).toBe("running");
   const counts = async () => JSON.parse(await attackers.ask("count")) as AttackCounts;
   return { ...attackers, counts };
@@ -281,6 +282,7 @@ describe("authz: a victim tenant is served while attackers send 1 MiB bodies", (
         latencies: number[];
         refused: string[];
       };
+      // Every victim Check is allowed, in time: one Envoy would have timed out (1 s) fails the test, whatever round.
       expect(refused, "the victim's Checks are allowed").toEqual([]);
       return latencies;
     };
@@ -300,12 +302,15 @@ describe("authz: a victim tenant is served while attackers send 1 MiB bodies", (
     await floor.stop();
     await transport.stop();
 
+    // The attackers alone, their client at normal priority (as on a machine of its own): the event loop's CPU per
+    // attacker Check (a victim's Check waits behind at most one per attacker), and the pace the judged round keeps.
+    const unhurried = await startAttackers(address, file, false);
+    const attackOnly = await attackersAlone(server, unhurried.counts);
+    await unhurried.stop();
+    const perAttackerCpuMs = attackOnly.cpuMs;
+
     const attackers = await startAttackers(address, file);
     const attackerCounts = attackers.counts;
-
-    // The event loop's CPU per attacker Check, attackers alone: a victim's Check waits behind at most one per attacker.
-    const attackOnly = await attackersAlone(server, attackerCounts);
-    const perAttackerCpuMs = attackOnly.cpuMs;
 
     // A wall-clock percentile on a shared 2-core VM also measures its other tenants and the host: up to ROUNDS rounds,
     // and the bound must hold in one (the failure message says how much of it receiving the attacks alone took).
@@ -369,10 +374,10 @@ describe("authz: a victim tenant is served while attackers send 1 MiB bodies", (
     // run after the attackers had stopped and pass unattacked).
     for (const [i, name] of Object.keys(bodies).entries())
       expect(roundAttacks.at(-1)![i], `${name} in the judged round`).toBeGreaterThanOrEqual(10);
-    // ... at the pace they keep alone: running the attackers' client under SCHED_IDLE must not have thinned the attack
-    // (it did not: the reader thread decides their pace; 87-97% of it alongside the victim in every run measured).
+    // ... at two thirds or more of the pace they keep alone at normal priority: running their client under SCHED_IDLE
+    // must not have thinned the attack (the victim's own load takes some of it: 86-100% kept in the runs measured).
     expect(roundRates.at(-1)!, "attacker Checks per second in the judged round").toBeGreaterThanOrEqual(
-      0.75 * attackOnly.perSecond,
+      (2 / 3) * attackOnly.perSecond,
     );
     // A victim's Check waits behind at most one Check per attacker on the event loop. What receiving them costs by
     // itself (HTTP/2, grpc-js, the copy into one message) is the machine's, and it was 2.2-2.7 ms per attacker Check on

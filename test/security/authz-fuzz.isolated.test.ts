@@ -8,23 +8,20 @@ import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { BODY_LIMIT } from "./authz-support.js";
+import { type BodyRecipe, buildBody, type Shape } from "./authz-fuzz-bodies.js";
+
+/** What the decider answers for one body: its two decisions, and the body's first characters and size. */
+interface Decided {
+  decisions: Array<{ outcome: string; cpuMs: number }>;
+  preview: string;
+  bytes: number;
+}
 
 /** The CPU a single Check may cost, for any body the data plane passes (bodies under BODY_LIMIT). */
 const CHECK_CPU_MS = 50;
-const CHAT_OPEN = '{"model":"gpt-5.5","messages":[{"role":"user","content":"';
-const CHAT_CLOSE = '"}]}';
 
-/** The largest `count` (halving from the one asked) whose body fits under the data plane's limit. */
-function fitUnderLimit(count: number, build: (count: number) => string): string {
-  for (let n = count; ; n = Math.floor(n / 2)) {
-    const body = build(Math.max(1, n));
-    if (Buffer.byteLength(body) < BODY_LIMIT || n <= 1) return body;
-  }
-}
-
-/** Adversarial chat bodies up to the data plane's limit: deep values, huge strings, unicode, many messages and parts. */
-function adversarialBody(): fc.Arbitrary<string> {
+/** Adversarial chat body recipes up to the data plane's limit: deep values, huge strings, unicode, many elements. */
+function adversarialRecipe(): fc.Arbitrary<BodyRecipe> {
   const unit = fc.oneof(
     fc.constantFrom(
       "a",
@@ -46,77 +43,28 @@ function adversarialBody(): fc.Arbitrary<string> {
     fc.string({ unit: "grapheme", minLength: 1, maxLength: 12 }).map((s) => JSON.stringify(s).slice(1, -1)),
   );
   const count = fc.integer({ min: 1, max: 1_000_000 });
-  const kinds: Array<fc.Arbitrary<string>> = [
-    fc.tuple(unit, count).map(([u, n]) => fitUnderLimit(n, (k) => `${CHAT_OPEN}${u.repeat(k)}${CHAT_CLOSE}`)),
+  const recipe = (shape: Shape, fields: Partial<BodyRecipe>): BodyRecipe => ({
+    shape,
+    unit: "",
+    count: 1,
+    size: 0,
+    open: "",
+    ...fields,
+  });
+  return fc.oneof(
+    fc.tuple(unit, count).map(([u, n]) => recipe("run", { unit: u, count: n })),
     fc
       .tuple(fc.constantFrom("[", '{"a":'), fc.integer({ min: 1, max: 200_000 }))
-      .map(([open, depth]) =>
-        fitUnderLimit(
-          depth,
-          (k) =>
-            `{"model":"gpt-5.5","messages":[{"role":"user","content":"x","tool_calls":${open === "[" ? "[".repeat(k) + "]".repeat(k) : open.repeat(k) + "1" + "}".repeat(k)}}]}`,
-        ),
-      ),
-    fc
-      .tuple(unit, count)
-      .map(([u, n]) =>
-        fitUnderLimit(
-          n,
-          (k) =>
-            `{"model":"gpt-5.5","messages":[${Array.from({ length: k }, () => `{"role":"user","content":"${u}"}`).join(",")}]}`,
-        ),
-      ),
-    fc
-      .tuple(unit, count)
-      .map(([u, n]) =>
-        fitUnderLimit(
-          n,
-          (k) =>
-            `{"model":"gpt-5.5","messages":[{"role":"user","content":[${Array.from({ length: k }, () => `{"type":"text","text":"${u}"}`).join(",")}]}]}`,
-        ),
-      ),
-    count.map((n) =>
-      fitUnderLimit(
-        n,
-        (k) => `{"model":"gpt-5.5","messages":[{"role":"user","content":"x"}],"tools":[${"1.5e300,".repeat(k)}0]}`,
-      ),
-    ),
+      .map(([open, depth]) => recipe("deep", { open, count: depth })),
+    fc.tuple(unit, count).map(([u, n]) => recipe("messages", { unit: u, count: n })),
+    fc.tuple(unit, count).map(([u, n]) => recipe("parts", { unit: u, count: n })),
+    count.map((n) => recipe("numbers", { count: n })),
     // Many containers: nests at the depth limit side by side, empty objects, one object with many distinct keys.
-    fc
-      .tuple(fc.integer({ min: 1, max: 60 }), count)
-      .map(([depth, n]) =>
-        fitUnderLimit(
-          n,
-          (k) =>
-            `{"model":"gpt-5.5","messages":[{"role":"user","content":"x","x":[${Array.from({ length: k }, () => "[".repeat(depth) + "]".repeat(depth)).join(",")}]}]}`,
-        ),
-      ),
-    count.map((n) =>
-      fitUnderLimit(
-        n,
-        (k) => `{"model":"gpt-5.5","messages":[{"role":"user","content":"x","x":[${"{},".repeat(k)}{}]}]}`,
-      ),
-    ),
-    fc
-      .tuple(fc.integer({ min: 1, max: 40 }), count)
-      .map(([width, n]) =>
-        fitUnderLimit(
-          n,
-          (k) =>
-            `{"model":"gpt-5.5","messages":[{"role":"user","content":"x","x":{${Array.from({ length: k }, (_, i) => `"${String(i).padStart(width, "k")}":0`).join(",")}}}]}`,
-        ),
-      ),
-    fc
-      .tuple(unit, count)
-      .map(([u, n]) =>
-        fitUnderLimit(
-          n,
-          (k) =>
-            `{"model":"gpt-5.5","messages":[{"role":"system","content":"${u.repeat(k)}"},{"role":"user","name":"${u.repeat(k)}","content":"${u.repeat(k)}"}]}`,
-        ),
-      ),
-  ];
-  return fc.oneof(...kinds);
+    fc.tuple(fc.integer({ min: 1, max: 60 }), count).map(([depth, n]) => recipe("nests", { size: depth, count: n })),
+    count.map((n) => recipe("empties", { count: n })),
+    fc.tuple(fc.integer({ min: 1, max: 40 }), count).map(([width, n]) => recipe("keys", { size: width, count: n })),
+    fc.tuple(unit, count).map(([u, n]) => recipe("names", { unit: u, count: n })),
+  );
 }
 
 /**
@@ -161,11 +109,11 @@ async function startDecider() {
     throw error;
   }
   return {
-    async decide(body: string, rich: boolean) {
-      worker.postMessage({ body, rich });
-      const answer = (await next()) as { decisions?: Array<{ outcome: string; cpuMs: number }>; error?: string };
+    async decide(recipe: BodyRecipe, rich: boolean) {
+      worker.postMessage({ recipe, rich });
+      const answer = (await next()) as Partial<Decided> & { error?: string };
       if (answer.error !== undefined) throw new Error(`deciding threw: ${answer.error}`);
-      return answer.decisions!;
+      return answer as Decided;
     },
     stop: () => worker.terminate(),
   };
@@ -181,19 +129,20 @@ describe("authz: fuzzed bodies up to the body limit", () => {
     try {
       await fc.assert(
         fc.asyncProperty(
-          adversarialBody().map((body) => ({
-            body,
-            [fc.toStringMethod]: () => `${body.slice(0, 120)}… (${Buffer.byteLength(body)} bytes)`,
+          adversarialRecipe().map((recipe) => ({
+            recipe,
+            [fc.toStringMethod]: () => `${buildBody(recipe).slice(0, 120)}… (${JSON.stringify(recipe)})`,
           })),
           fc.boolean(),
-          async ({ body }, rich) => {
+          async ({ recipe }, rich) => {
+            const { decisions, preview, bytes } = await decider.decide(recipe, rich);
             // The first decision of each body is measured (nothing about it is cached yet), and the second.
-            for (const [sight, { outcome, cpuMs }] of (await decider.decide(body, rich)).entries()) {
+            for (const [sight, { outcome, cpuMs }] of decisions.entries()) {
               expect(outcome).not.toBe("unavailable");
               expect(cpuMs, sight === 0 ? "first decision" : "second decision").toBeLessThan(CHECK_CPU_MS);
               if (cpuMs > worst[sight]!) {
                 worst[sight] = cpuMs;
-                worstBody[sight] = `${body.slice(0, 90)}… (${Buffer.byteLength(body)} bytes)`;
+                worstBody[sight] = `${preview}… (${bytes} bytes)`;
               }
             }
           },

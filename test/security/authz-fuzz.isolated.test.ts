@@ -2,12 +2,9 @@
 // CPU, first decision included, and none is a 503 or a throw. A CPU-time bound, so it runs alone after the other
 // suites (`*.isolated.test.ts`): measured beside 80 parallel suites the same decision took up to twice its CPU.
 import { once } from "node:events";
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
-import { pathToFileURL } from "node:url";
-import { Worker } from "node:worker_threads";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { workerFromModule } from "../../src/dataplane/worker-from-module.js";
 import { type BodyRecipe, buildBody, type Shape } from "./authz-fuzz-bodies.js";
 
 /** What the decider answers for one body: its two decisions, and the body's first characters and size. */
@@ -68,20 +65,10 @@ function adversarialRecipe(): fc.Arbitrary<BodyRecipe> {
 }
 
 /**
- * A worker thread running authz-fuzz-decider.ts (from source: through tsx's loader, registered first), and how to
- * have it decide a body.
+ * A worker thread running authz-fuzz-decider.ts, and how to have it decide a body.
  */
 async function startDecider() {
-  const require = createRequire(import.meta.url);
-  const manifest = require("tsx/package.json") as { exports: Record<string, { import: { default: string } }> };
-  const tsx = pathToFileURL(
-    join(dirname(require.resolve("tsx/package.json")), manifest.exports["./esm/api"]!.import.default),
-  ).href;
-  const decider = pathToFileURL(join(import.meta.dirname, "authz-fuzz-decider.ts")).href;
-  const worker = new Worker(
-    `import(${JSON.stringify(tsx)}).then(({ register }) => { register(); return import(${JSON.stringify(decider)}); })`,
-    { eval: true },
-  );
+  const worker = workerFromModule(new URL("./authz-fuzz-decider.ts", import.meta.url));
   // Whether it has died, and why: a wait that begins after is refused at once.
   let dead: Error | undefined;
   worker.on("error", (error) => (dead ??= error));

@@ -137,8 +137,8 @@ function statCpuMs(path: string): number {
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
 }
 
-/** CPU milliseconds a process' main thread (authz's: the event loop serving Check) has used. */
-const mainThreadCpuMs = (pid: number) => statCpuMs(`/proc/${pid}/task/${pid}/stat`);
+/** CPU milliseconds a process' main thread (authz's: the event loop serving Check) has used, to the nanosecond. */
+const mainThreadCpuMs = (pid: number) => mainThreadSchedMs(pid).ran;
 
 /** How long a process' main thread has run, and waited to run on a core, in milliseconds (/proc schedstat, in ns). */
 function mainThreadSchedMs(pid: number): { ran: number; waited: number } {

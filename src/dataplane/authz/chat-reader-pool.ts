@@ -1,11 +1,9 @@
-import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
-import { dirname, join } from "node:path";
-import { pathToFileURL } from "node:url";
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
 import type { ChatReader, ServableModels } from "../../domain/admission.js";
 import { readChat, type ChatFacts, type RequestBody } from "../../domain/chat-request.js";
 import { deny, type Deny } from "../../domain/verdict.js";
+import { workerFromModule } from "../worker-from-module.js";
 
 /** One body for a worker to read. */
 export interface ReadJob {
@@ -262,20 +260,13 @@ function bodySize(body: RequestBody): number {
   return body.kind === "text" ? body.text.length : 0;
 }
 
-// Built, the worker is the .js beside this file. Run from source (vitest, tsx) it is the .ts, which a worker thread
-// can load only through tsx's loader, registered by a small module evaluated first.
-const FROM_SOURCE = import.meta.url.endsWith(".ts");
-const WORKER_FILE = new URL(`./chat-reader-worker.${FROM_SOURCE ? "ts" : "js"}`, import.meta.url);
+// Built, the worker is the .js beside this file; run from source (vitest, tsx), the .ts.
+const WORKER_FILE = new URL(`./chat-reader-worker.${import.meta.url.endsWith(".ts") ? "ts" : "js"}`, import.meta.url);
 
 function spawnWorker(nice: number, maxHeapMb: number): Worker {
-  const options = { workerData: { nice }, execArgv: [], resourceLimits: { maxOldGenerationSizeMb: maxHeapMb } };
-  if (!FROM_SOURCE) return new Worker(WORKER_FILE, options);
-  // tsx's ESM entry, from its own exports map (resolving through require would give the CommonJS one).
-  const require = createRequire(import.meta.url);
-  const manifest = require("tsx/package.json") as { exports: Record<string, { import: { default: string } }> };
-  const tsx = pathToFileURL(
-    join(dirname(require.resolve("tsx/package.json")), manifest.exports["./esm/api"]!.import.default),
-  ).href;
-  const code = `import(${JSON.stringify(tsx)}).then(({ register }) => { register(); return import(${JSON.stringify(WORKER_FILE.href)}); })`;
-  return new Worker(code, { ...options, eval: true });
+  return workerFromModule(WORKER_FILE, {
+    workerData: { nice },
+    execArgv: [],
+    resourceLimits: { maxOldGenerationSizeMb: maxHeapMb },
+  });
 }

@@ -1,3 +1,5 @@
+// CPU-time bounds on single Checks: run alone after the other suites (`*.isolated.test.ts`), as the fuzz is; beside
+// the parallel suites the first decision of a 1 MiB body read 53 ms once (bound 50).
 import { describe, expect, it } from "vitest";
 import { tokenCost, addNanos } from "../../src/domain/money.js";
 import { estimateChatPromptTokens } from "../../src/domain/token-estimate.js";

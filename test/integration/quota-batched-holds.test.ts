@@ -1,0 +1,124 @@
+// The hold script decides a decision that every check simply lets through on figures it read once and keeps in Lua,
+// queueing its writes (quota.ts, fast_hold); everything else goes step by step. Both must decide alike and leave the
+// keys alike. A key with a daily requests quota that never binds always goes step by step, so the same random
+// sequence of Checks (batches of 1–40, refusals of every kind, retries, window pruning, budgets) runs twice: without
+// daily quotas (queued where it can be) and with one (step by step), and every outcome and every key must agree.
+import { randomUUID } from "node:crypto";
+import { expect, it } from "vitest";
+import { createRedisCreditGate } from "../../src/adapters/redis/credit-gate.js";
+import { createRedisQuota } from "../../src/adapters/redis/quota.js";
+import type { HoldOutcome, HoldRequest } from "../../src/domain/admission.js";
+import type { BudgetHold } from "../../src/domain/budgets.js";
+import { nanos } from "../../src/domain/money.js";
+import { describeWith, suiteRedis } from "../support/services.js";
+
+const T0 = Date.UTC(2026, 5, 1, 8);
+const BALANCE = 1_000n;
+const source = {
+  balances: async (ids: readonly string[]) => new Map(ids.map((id) => [id, { balance: nanos(BALANCE), version: 1 }])),
+};
+
+/** mulberry32: the same sequence for a seed, so a failure can be replayed. */
+function random(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+type Shape = Omit<HoldRequest, "keyId" | "accountId">;
+
+/** Batches of Checks for one key: each batch arrives together (one script run per 32). */
+function sequence(seed: number): Shape[][] {
+  const rand = random(seed);
+  const int = (lo: number, hi: number) => lo + Math.floor(rand() * (hi - lo + 1));
+  const batches: Shape[][] = [];
+  const decided: string[] = [];
+  let now = T0;
+  // Small amounts leave the limits to refuse; larger ones run out of credit in the middle of a batch.
+  const amountMax = seed % 2 === 0 ? 12 : 40;
+  for (let b = 0; b < 14; b++) {
+    now += rand() < 0.2 ? 61_000 : int(0, 20_000);
+    const key = { scope: "key", field: "kb", limit: nanos(BigInt(int(150, 600))) };
+    const account = { scope: "account", field: "ab", limit: nanos(BigInt(int(300, 900))) };
+    const budgets = [undefined, [key], [account], [key, account]][int(0, 3)] as BudgetHold[] | undefined;
+    // Now and then a batch whose Checks lie far apart in time, so one ages out of the window before another.
+    const apart = rand() < 0.15;
+    const batch: Shape[] = [];
+    for (let i = int(1, 40); i > 0; i--) {
+      const retry = decided.length > 0 && rand() < 0.05;
+      const decisionId = retry ? decided[int(0, decided.length - 1)]! : `d${seed}-${b}-${i}-${int(0, 1e9)}`;
+      decided.push(decisionId);
+      batch.push({
+        decisionId,
+        requestsPerMinute: 45,
+        tokensPerMinute: 2_000,
+        tokens: int(1, 90),
+        amount: nanos(BigInt(rand() < 0.05 ? int(200, 1_200) : int(1, amountMax))),
+        now: now + (apart ? int(0, 90_000) : int(0, 3)),
+        ...(budgets ? { budgets } : {}),
+      });
+    }
+    batches.push(batch);
+  }
+  return batches;
+}
+
+/** An outcome without today's figures (only the step-by-step run has a daily quota to report). */
+function comparable(outcome: HoldOutcome): unknown {
+  return JSON.parse(
+    JSON.stringify(outcome, (k, v) => (/day/i.test(k) ? undefined : typeof v === "bigint" ? `${v}n` : v)),
+  );
+}
+
+describeWith("redis", "hold script: queued holds decide and write as step-by-step ones", (url) => {
+  const prefix = `test_qbatch_${process.pid}_${randomUUID().slice(0, 8)}`;
+  const redis = suiteRedis(url, `${prefix}:`);
+
+  /** Every key of the account's tag but today's and the requests in flight, with its contents (no TTLs). */
+  async function keysOf(accountId: string): Promise<Record<string, unknown>> {
+    const out: Record<string, unknown> = {};
+    for (const name of (await redis.keys(`${prefix}*{${accountId}}*`)).sort()) {
+      const short = name.slice(name.indexOf("}:") + 2);
+      if (/:day:|:conc/.test(short)) continue;
+      const type = await redis.type(name);
+      if (type === "hash") out[short] = await redis.hgetall(name);
+      else if (type === "zset") out[short] = await redis.zrange(name, "0", "-1", "WITHSCORES");
+      else out[short] = await redis.get(name);
+    }
+    return out;
+  }
+
+  for (const seed of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]) {
+    it(`seed ${seed}: the same outcomes and the same keys`, async () => {
+      const credits = createRedisCreditGate({
+        redis,
+        source,
+        reservationTtlMs: 600_000,
+        prefix: `${prefix}:`,
+        maxOpenPerAccount: 70,
+      });
+      const quota = createRedisQuota({ redis, prefix, credits });
+      const batches = sequence(seed);
+      const run = async (extra: Partial<HoldRequest>) => {
+        const who = { keyId: "key_q", accountId: `acct_${randomUUID().slice(0, 8)}` };
+        const outcomes: unknown[] = [];
+        for (const batch of batches) {
+          const settled = await Promise.all(batch.map((r) => quota.hold({ ...r, ...who, ...extra })));
+          outcomes.push(...settled.map(comparable));
+        }
+        return { outcomes, keys: await keysOf(who.accountId) };
+      };
+      const queued = await run({});
+      const stepwise = await run({ requestsPerDay: 1_000_000_000 });
+      const kinds = queued.outcomes.map((o) => Object.keys(o as object).find((k) => k !== "held") ?? "held");
+      // The sequence exercises what it is for: holds, and refusals of several kinds among them.
+      expect(new Set(kinds).size).toBeGreaterThanOrEqual(3);
+      expect(queued.outcomes).toEqual(stepwise.outcomes);
+      expect(queued.keys).toEqual(stepwise.keys);
+    });
+  }
+});

@@ -77,33 +77,67 @@ function benchOnce(tree) {
   const floor = results.find((r) => r.id === "a");
   return results
     .filter((r) => r.id !== "a")
-    .map((r) => ({ id: r.id, label: r.label, ratio: r.reqPerSec / floor.reqPerSec, cpu: r.cpuMicrosPerRequest }));
+    .map((r) => ({
+      id: r.id,
+      label: r.label,
+      ratio: r.reqPerSec / floor.reqPerSec,
+      cpuRatio: floor.cpuMicrosPerRequest / r.cpuMicrosPerRequest,
+      cpu: r.cpuMicrosPerRequest,
+    }));
 }
 
-const samples = new Map(); // "tree|id" -> { label, ratio[], cpu[] }
+const samples = new Map(); // "tree|id" -> { label, ratio[], cpuRatio[], cpu[] }
+/** Per target, this tree's CPU per Check ÷ the baseline's, of the two runs of each pair (adjacent in time). */
+const pairs = new Map();
 for (let i = 1; i <= runs; i++) {
-  for (const tree of trees) {
+  // Which tree runs first alternates (ABBA), so a machine slowing down or speeding up favours neither.
+  const order = i % 2 === 1 ? trees : [...trees].reverse();
+  const cpuOf = new Map();
+  for (const tree of order) {
     const results = benchOnce(tree);
     for (const r of results) {
       const key = `${tree.name}|${r.id}`;
-      if (!samples.has(key)) samples.set(key, { tree: tree.name, id: r.id, label: r.label, ratio: [], cpu: [] });
+      if (!samples.has(key))
+        samples.set(key, { tree: tree.name, id: r.id, label: r.label, ratio: [], cpuRatio: [], cpu: [] });
       samples.get(key).ratio.push(r.ratio);
+      samples.get(key).cpuRatio.push(r.cpuRatio);
       samples.get(key).cpu.push(r.cpu);
+      cpuOf.set(key, r.cpu);
     }
     console.log(
       `  run ${i}, ${tree.name}: ${results.map((r) => `(${r.id}) ratio ${r.ratio.toFixed(2)}, ${r.cpu.toFixed(0)} µs cpu`).join("; ")}`,
     );
   }
+  for (const [key, cpu] of cpuOf) {
+    const [tree, id] = key.split("|");
+    const base = cpuOf.get(`baseline|${id}`);
+    if (tree !== "this tree" || base === undefined) continue;
+    if (!pairs.has(id)) pairs.set(id, []);
+    pairs.get(id).push(cpu / base);
+  }
 }
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+const median = (xs) => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
 const spread = (xs, digits) => `${Math.min(...xs).toFixed(digits)}-${Math.max(...xs).toFixed(digits)}`;
 const rows = [...samples.values()].sort((x, y) => x.id.localeCompare(y.id) || x.tree.localeCompare(y.tree));
-console.log(`\ntarget | tree | ratio to null (median) | spread | cpu µs/Check (median) | spread`);
-console.log(`-------|------|------------------------|--------|-----------------------|-------`);
+console.log(
+  `\ntarget | tree | ratio to null (median) | spread | cpu ratio to null (median) | spread | cpu µs/Check (median) | spread`,
+);
+console.log(
+  `-------|------|------------------------|--------|----------------------------|--------|-----------------------|-------`,
+);
 for (const r of rows) {
   console.log(
-    `(${r.id}) ${r.label} | ${r.tree} | ${median(r.ratio).toFixed(2)} | ${spread(r.ratio, 2)} | ${median(r.cpu).toFixed(0)} | ${spread(r.cpu, 0)}`,
+    `(${r.id}) ${r.label} | ${r.tree} | ${median(r.ratio).toFixed(2)} | ${spread(r.ratio, 2)} | ${median(r.cpuRatio).toFixed(2)} | ${spread(r.cpuRatio, 2)} | ${median(r.cpu).toFixed(0)} | ${spread(r.cpu, 0)}`,
   );
+}
+console.log(`\ntarget | this tree's cpu µs/Check ÷ the baseline's, run by run (median) | spread`);
+console.log(`-------|----------------------------------------------------------------|-------`);
+for (const [id, ratios] of [...pairs].sort()) {
+  console.log(`(${id}) | ${median(ratios).toFixed(2)} | ${spread(ratios, 2)}`);
 }
 console.log(`\n${runs} runs per tree, alternating (baseline ${trees[0].root}); each ratio is measured within one run.`);

@@ -57,6 +57,8 @@ local out = {}
 -- that every check lets through is decided here (fast_hold); anything else (a refusal, a retry, daily quotas or
 -- requests in flight, an entry to prune from the window) flushes and is decided by the steps below, as if alone.
 local f = nil
+-- A run of one decision gains nothing by it (the figures are read and written once either way).
+local batched = #ARGV >= 4 + 2 * ${PER_DECISION}
 local function fast_read()
   local loaded = redis.call('HMGET', KEYS[3], 'balance', 'fence', 'epoch')
   if not loaded[1] or loaded[3] ~= epoch then return nil end
@@ -66,7 +68,7 @@ local function fast_read()
   local s = {
     balance = tonumber(loaded[1]), fence = tonumber(loaded[2] or '0'),
     held = tonumber(redis.call('GET', KEYS[6]) or '0'), open = redis.call('HLEN', KEYS[4]),
-    key_held = tonumber(redis.call('HGET', KEYS[7], 'h:' .. key) or '0'), spent = {},
+    key_held = nil, spent = {},
     count = count, sum = tonumber(figures[1] or '0'), fly = tonumber(figures[4] or '0'), newest = -1,
     refreshed = tonumber(figures[3]), oldest = nil, first = nil, refresh = false,
     added = 0, seen = {}, resv = {}, exp = {}, bud = {}, req = {}, tok = {},
@@ -90,7 +92,11 @@ local function fast_hold(decision, now, rpm, tpm, need, amount, expires_at, kfie
   local cutoff = now - window
   if (f.oldest and f.oldest <= cutoff) or (f.first and f.first <= cutoff) then return nil end
   if f.count + 1 > rpm or f.sum + need > tpm then return nil end
-  if kfield ~= '' and f.key_held + f.added + a > tonumber(klimit) - spent_in(kfield) then return nil end
+  if kfield ~= '' then
+    -- Read on first use: most keys have no budget.
+    if f.key_held == nil then f.key_held = tonumber(redis.call('HGET', KEYS[7], 'h:' .. key) or '0') end
+    if f.key_held + f.added + a > tonumber(klimit) - spent_in(kfield) then return nil end
+  end
   if afield ~= '' and held + a > tonumber(alimit) - spent_in(afield) then return nil end
   f.seen[#f.seen + 1] = decision
   f.seen[decision] = true
@@ -146,7 +152,7 @@ for i = 5, #ARGV, ${PER_DECISION} do
   local rpd, tpd, maxc = tonumber(ARGV[i + 11]), tonumber(ARGV[i + 12]), tonumber(ARGV[i + 13])
   local to_midnight = tonumber(ARGV[i + 14])
   local reply = nil
-  if rpd <= 0 and tpd <= 0 and maxc <= 0 then
+  if batched and rpd <= 0 and tpd <= 0 and maxc <= 0 then
     if f == nil then f = fast_read() end
     -- Not loaded: only the first decision can see this (nothing queued or written yet).
     if f == nil then return {-1} end

@@ -4,7 +4,7 @@ import { RedisUnverifiedError } from "../adapters/redis/credit-gate.js";
 import { holdMayHaveRun } from "../adapters/redis/quota.js";
 import { createRedisRateLimiter } from "../adapters/redis/rate-limiter.js";
 import type { Config } from "../config/config.js";
-import type { HoldOutcome, Quota, RateLimiter } from "../domain/admission.js";
+import type { HoldOutcome, HoldRequest, Quota, RateLimiter } from "../domain/admission.js";
 import type { WindowPeek } from "../domain/key-status.js";
 import type { Logger } from "../logging.js";
 import { createHoldReleaser, type HoldReleaserOptions } from "./hold-releases.js";
@@ -55,24 +55,34 @@ export function withFailurePolicy(
   );
   const release = inner.release?.bind(inner);
   const releaser = release ? createHoldReleaser({ ...options.releases, release, logger }) : undefined;
+  function observed(outcome: HoldOutcome): HoldOutcome {
+    if (onRefused && !outcome.held) {
+      if ("inFlight" in outcome) onRefused(outcome.inFlight === "account" ? "account_full" : "total_full");
+      else if ("fenced" in outcome) onRefused("fenced");
+    }
+    return outcome;
+  }
+  function failed(request: HoldRequest, error: unknown): HoldOutcome {
+    warn(error);
+    // Admitted open, the request goes upstream: a hold that ran late is its reservation (the meter settles it, and
+    // an expiry never charges a decision already billed); released, a lost access-log entry would make it free.
+    if (failOpen && failsOpen(error)) return { held: true };
+    const { keyId, accountId, decisionId, now } = request;
+    if (holdMayHaveRun(error)) releaser?.schedule({ keyId, accountId, decisionId, now }, true);
+    throw error;
+  }
   return {
-    async hold(request): Promise<HoldOutcome> {
+    hold(request) {
+      // Synchronous when the quota is (in process, warm): no promise and no microtask per Check.
+      let outcome: HoldOutcome | Promise<HoldOutcome>;
       try {
-        const outcome = await inner.hold(request);
-        if (onRefused && !outcome.held) {
-          if ("inFlight" in outcome) onRefused(outcome.inFlight === "account" ? "account_full" : "total_full");
-          else if ("fenced" in outcome) onRefused("fenced");
-        }
-        return outcome;
+        outcome = inner.hold(request);
       } catch (error) {
-        warn(error);
-        // Admitted open, the request goes upstream: a hold that ran late is its reservation (the meter settles it, and
-        // an expiry never charges a decision already billed); released, a lost access-log entry would make it free.
-        if (failOpen && failsOpen(error)) return { held: true };
-        const { keyId, accountId, decisionId, now } = request;
-        if (holdMayHaveRun(error)) releaser?.schedule({ keyId, accountId, decisionId, now }, true);
-        throw error;
+        return failed(request, error);
       }
+      return outcome instanceof Promise
+        ? outcome.then(observed, (error: unknown) => failed(request, error))
+        : observed(outcome);
     },
     release(held) {
       releaser?.schedule(held, false);

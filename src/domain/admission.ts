@@ -190,6 +190,29 @@ export function holdInTurn(
   credits: CreditGate,
   releaseCredit?: (accountId: string, decisionId: string) => void | Promise<void>,
 ): Quota {
+  /** Gives the limiter's admission back, then answers `outcome` (or rethrows the reservation's failure). */
+  async function giveBack(request: HoldRequest, outcome: { refused: HoldOutcome } | { error: unknown }) {
+    const { keyId, accountId, decisionId, tokens, now } = request;
+    await limiter.release({ keyId, accountId, decisionId, tokens, now });
+    if ("error" in outcome) throw outcome.error;
+    return outcome.refused;
+  }
+  function reserveAfter(request: HoldRequest, decision: RateDecision): HoldOutcome | Promise<HoldOutcome> {
+    if (!decision.admitted) return { held: false, rate: decision };
+    const answer = (credit: CreditReserveOutcome): HoldOutcome | Promise<HoldOutcome> =>
+      credit.reserved
+        ? { held: true, rateLimit: decision.state }
+        : giveBack(request, { refused: creditRefused(credit) });
+    let reserved: CreditReserveOutcome | Promise<CreditReserveOutcome>;
+    try {
+      reserved = credits.reserve(request);
+    } catch (error) {
+      return giveBack(request, { error });
+    }
+    return reserved instanceof Promise
+      ? reserved.then(answer, (error: unknown) => giveBack(request, { error }))
+      : answer(reserved);
+  }
   return {
     async release({ keyId, accountId, decisionId, now }) {
       await Promise.all([
@@ -197,24 +220,12 @@ export function holdInTurn(
         releaseCredit?.(accountId, decisionId),
       ]);
     },
-    async hold(request) {
-      const { keyId, accountId, decisionId, tokens, now } = request;
+    hold(request) {
+      // Synchronous when both ports are (the in-process ones, warm): no promise and no microtask per Check.
       const admitted = limiter.admit(request);
-      const decision = admitted instanceof Promise ? await admitted : admitted;
-      if (!decision.admitted) return { held: false, rate: decision };
-      let credit: CreditReserveOutcome;
-      try {
-        const reserved = credits.reserve(request);
-        credit = reserved instanceof Promise ? await reserved : reserved;
-      } catch (error) {
-        await limiter.release({ keyId, accountId, decisionId, tokens, now });
-        throw error;
-      }
-      if (!credit.reserved) {
-        await limiter.release({ keyId, accountId, decisionId, tokens, now });
-        return creditRefused(credit);
-      }
-      return { held: true, rateLimit: decision.state };
+      return admitted instanceof Promise
+        ? admitted.then((d) => reserveAfter(request, d))
+        : reserveAfter(request, admitted);
     },
   };
 }

@@ -1,3 +1,4 @@
+import type { CreditGate, CreditReserveOutcome } from "../../domain/admission.js";
 import type { BudgetHold, SpendTotal } from "../../domain/budgets.js";
 import { clampBalance, type CreditReservations } from "../../domain/credits.js";
 import type { BalanceChange, BalanceSource, ExpiredReservation } from "../../domain/metering.js";
@@ -79,6 +80,31 @@ export function createMemoryCreditGate(options: MemoryCreditGateOptions): Memory
   const accounts = new Map<string, AccountCredit>();
   const loading = new Map<string, Promise<AccountCredit>>();
 
+  /** The check-and-hold, run with nothing awaited between the account's load and the hold. */
+  function hold(
+    state: AccountCredit,
+    { decisionId, amount, now, keyId, budgets }: Parameters<CreditGate["reserve"]>[0],
+  ): CreditReserveOutcome {
+    if (options.admitting && !options.admitting()) throw new NotAdmittingError();
+    if (state.reservations.has(decisionId)) return { reserved: true };
+    if (now < fencedUntil)
+      return { reserved: false, fenced: true, retryAfterSeconds: Math.max(1, Math.ceil((fencedUntil - now) / 1000)) };
+    if (state.reservations.size >= perAccount) return { reserved: false, inFlight: "account", limit: perAccount };
+    if (open >= total) return { reserved: false, inFlight: "total", limit: total };
+    const available = state.balance - state.held;
+    if (amount > available) return { reserved: false, available: nanos(available > 0n ? available : 0n) as Nanos };
+    // After the balance, as the Redis scripts decide: a credit refusal outranks a budget's.
+    if (budgets) {
+      const over = overBudget(state, keyId, amount, budgets);
+      if (over) return { reserved: false, budget: over };
+    }
+    state.reservations.set(decisionId, { amount, expiresAt: now + options.reservationTtlMs, keyId });
+    state.held += amount;
+    if (keyId !== undefined) state.keyHeld.set(keyId, (state.keyHeld.get(keyId) ?? 0n) + amount);
+    open++;
+    return { reserved: true };
+  }
+
   function account(accountId: string): AccountCredit | Promise<AccountCredit> {
     const known = accounts.get(accountId);
     if (known) return known;
@@ -140,28 +166,10 @@ export function createMemoryCreditGate(options: MemoryCreditGateOptions): Memory
   }
 
   return {
-    async reserve({ accountId, decisionId, amount, now, keyId, budgets }) {
-      const found = account(accountId);
-      const state = found instanceof Promise ? await found : found;
-      // Checked after the load, right before the hold, with nothing awaited in between.
-      if (options.admitting && !options.admitting()) throw new NotAdmittingError();
-      if (state.reservations.has(decisionId)) return { reserved: true };
-      if (now < fencedUntil)
-        return { reserved: false, fenced: true, retryAfterSeconds: Math.max(1, Math.ceil((fencedUntil - now) / 1000)) };
-      if (state.reservations.size >= perAccount) return { reserved: false, inFlight: "account", limit: perAccount };
-      if (open >= total) return { reserved: false, inFlight: "total", limit: total };
-      const available = state.balance - state.held;
-      if (amount > available) return { reserved: false, available: nanos(available > 0n ? available : 0n) as Nanos };
-      // After the balance, as the Redis scripts decide: a credit refusal outranks a budget's.
-      if (budgets) {
-        const over = overBudget(state, keyId, amount, budgets);
-        if (over) return { reserved: false, budget: over };
-      }
-      state.reservations.set(decisionId, { amount, expiresAt: now + options.reservationTtlMs, keyId });
-      state.held += amount;
-      if (keyId !== undefined) state.keyHeld.set(keyId, (state.keyHeld.get(keyId) ?? 0n) + amount);
-      open++;
-      return { reserved: true };
+    reserve(request) {
+      const found = account(request.accountId);
+      // A loaded account decides synchronously: no promise and no microtask on the warm path of every Check.
+      return found instanceof Promise ? found.then((state) => hold(state, request)) : hold(found, request);
     },
     async committed(changes: readonly BalanceChange[]) {
       for (const change of changes) {

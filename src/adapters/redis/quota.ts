@@ -71,7 +71,7 @@ local function fast_read()
     key_held = nil, spent = {},
     count = count, sum = tonumber(figures[1] or '0'), fly = tonumber(figures[4] or '0'), newest = -1,
     refreshed = tonumber(figures[3]), oldest = nil, first = nil, refresh = false,
-    added = 0, seen = {}, resv = {}, exp = {}, bud = {}, req = {}, tok = {},
+    queued = 0, added = 0, seen = {}, resv = {}, exp = {}, bud = {}, req = {}, tok = {},
   }
   if count > 0 then s.newest = tonumber(figures[2]) or rate_newest(KEYS[1]) end
   if #oldest > 0 then s.oldest = tonumber(oldest[2]) end
@@ -85,7 +85,7 @@ end
 -- nil when any step would not simply hold.
 local function fast_hold(decision, now, rpm, tpm, need, amount, expires_at, kfield, klimit, afield, alimit)
   if f.seen[decision] or redis.call('HEXISTS', KEYS[4], decision) == 1 then return nil end
-  if f.fence > now or f.open + #f.seen >= max_open then return nil end
+  if f.fence > now or f.open + f.queued >= max_open then return nil end
   local a = tonumber(amount)
   local held = f.held + f.added
   if not (a <= ${MAX_BALANCE_NANOS} and a <= f.balance - held) then return nil end
@@ -98,7 +98,7 @@ local function fast_hold(decision, now, rpm, tpm, need, amount, expires_at, kfie
     if f.key_held + f.added + a > tonumber(klimit) - spent_in(kfield) then return nil end
   end
   if afield ~= '' and held + a > tonumber(alimit) - spent_in(afield) then return nil end
-  f.seen[#f.seen + 1] = decision
+  f.queued = f.queued + 1
   f.seen[decision] = true
   f.added = f.added + a
   local r, e, b, q, t = f.resv, f.exp, f.bud, f.req, f.tok
@@ -121,7 +121,7 @@ end
 -- The queued holds' writes, in credit_hold's and rate_hold's order; the keys end as those holds one by one leave them.
 local function flush()
   if f == nil then return end
-  if #f.seen > 0 then
+  if f.queued > 0 then
     redis.call('HSET', KEYS[4], unpack(f.resv))
     redis.call('ZADD', KEYS[5], unpack(f.exp))
     redis.call('INCRBY', KEYS[6], string.format('%.0f', f.added))

@@ -73,16 +73,16 @@ export function withFailurePolicy(
   }
   return {
     hold(request) {
-      // Synchronous when the quota is (in process, warm): no promise and no microtask per Check.
-      let outcome: HoldOutcome | Promise<HoldOutcome>;
+      // Synchronous when the quota is (in process, warm): no promise and no microtask per Check. As before, a fault
+      // anywhere in here (the hold, or counting its refusal) goes through `failed`.
       try {
-        outcome = inner.hold(request);
+        const outcome = inner.hold(request);
+        return outcome instanceof Promise
+          ? outcome.then(observed).catch((error: unknown) => failed(request, error))
+          : observed(outcome);
       } catch (error) {
         return failed(request, error);
       }
-      return outcome instanceof Promise
-        ? outcome.then(observed, (error: unknown) => failed(request, error))
-        : observed(outcome);
     },
     release(held) {
       releaser?.schedule(held, false);

@@ -190,28 +190,27 @@ export function holdInTurn(
   credits: CreditGate,
   releaseCredit?: (accountId: string, decisionId: string) => void | Promise<void>,
 ): Quota {
-  /** Gives the limiter's admission back, then answers `outcome` (or rethrows the reservation's failure). */
-  async function giveBack(request: HoldRequest, outcome: { refused: HoldOutcome } | { error: unknown }) {
+  /** Gives the limiter's admission back (its credit was refused, or could not be reserved), then `answer()`. */
+  async function givenBack(request: HoldRequest, answer: () => HoldOutcome): Promise<HoldOutcome> {
     const { keyId, accountId, decisionId, tokens, now } = request;
     await limiter.release({ keyId, accountId, decisionId, tokens, now });
-    if ("error" in outcome) throw outcome.error;
-    return outcome.refused;
+    return answer();
   }
   function reserveAfter(request: HoldRequest, decision: RateDecision): HoldOutcome | Promise<HoldOutcome> {
     if (!decision.admitted) return { held: false, rate: decision };
     const answer = (credit: CreditReserveOutcome): HoldOutcome | Promise<HoldOutcome> =>
-      credit.reserved
-        ? { held: true, rateLimit: decision.state }
-        : giveBack(request, { refused: creditRefused(credit) });
+      credit.reserved ? { held: true, rateLimit: decision.state } : givenBack(request, () => creditRefused(credit));
+    const failed = (error: unknown) =>
+      givenBack(request, () => {
+        throw error;
+      });
     let reserved: CreditReserveOutcome | Promise<CreditReserveOutcome>;
     try {
       reserved = credits.reserve(request);
     } catch (error) {
-      return giveBack(request, { error });
+      return failed(error);
     }
-    return reserved instanceof Promise
-      ? reserved.then(answer, (error: unknown) => giveBack(request, { error }))
-      : answer(reserved);
+    return reserved instanceof Promise ? reserved.then(answer, failed) : answer(reserved);
   }
   return {
     async release({ keyId, accountId, decisionId, now }) {

@@ -4,12 +4,13 @@
 // sequence of Checks (batches of 1–40, refusals of every kind, retries, window pruning, budgets) runs twice: without
 // daily quotas (queued where it can be) and with one (step by step), and every outcome and every key must agree.
 import { randomUUID } from "node:crypto";
-import { expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createRedisCreditGate } from "../../src/adapters/redis/credit-gate.js";
 import { createRedisQuota } from "../../src/adapters/redis/quota.js";
 import type { HoldOutcome, HoldRequest } from "../../src/domain/admission.js";
 import type { BudgetHold } from "../../src/domain/budgets.js";
 import { nanos } from "../../src/domain/money.js";
+import { usePrivateRedis } from "../support/credit-stack.js";
 import { describeWith, suiteRedis } from "../support/services.js";
 
 const T0 = Date.UTC(2026, 5, 1, 8);
@@ -121,4 +122,51 @@ describeWith("redis", "hold script: queued holds decide and write as step-by-ste
       expect(queued.keys).toEqual(stepwise.keys);
     });
   }
+});
+
+// The comparison above passes just as well if nothing is ever queued; this proves the queued path is the one taken, by
+// counting the commands the scripts ran (a private server, so no other suite's commands are counted).
+describe("hold script: Checks that simply pass are queued", () => {
+  const stack = usePrivateRedis();
+
+  /** Data commands the scripts ran per hold, for 20 holds of one key arriving together (one script run). */
+  async function commandsPerHold(extra: Partial<HoldRequest>): Promise<number> {
+    const prefix = `cmds_${randomUUID().slice(0, 8)}`;
+    const credits = createRedisCreditGate({
+      redis: stack.redis,
+      source,
+      reservationTtlMs: 600_000,
+      prefix: `${prefix}:`,
+    });
+    const quota = createRedisQuota({ redis: stack.redis, prefix, credits });
+    const hold = (now: number): HoldRequest => ({
+      keyId: "key_c",
+      accountId: "acct_c",
+      decisionId: randomUUID(),
+      requestsPerMinute: 1_000,
+      tokensPerMinute: 1_000_000,
+      tokens: 1,
+      amount: nanos(1n),
+      now,
+      ...extra,
+    });
+    // Verifies the connection, loads the balance and indexes the account, outside what is counted.
+    expect((await quota.hold(hold(T0))).held).toBe(true);
+    await stack.admin.config("RESETSTAT");
+    const outcomes = await Promise.all(Array.from({ length: 20 }, () => quota.hold(hold(T0 + 1))));
+    expect(outcomes.every((o) => o.held)).toBe(true);
+    const stats = await stack.admin.info("commandstats");
+    let calls = 0;
+    for (const [, name, n] of stats.matchAll(/^cmdstat_([a-z|]+):calls=(\d+)/gm)) {
+      if (!["evalsha", "eval", "config", "info"].includes(name!)) calls += Number(n);
+    }
+    return calls / 20;
+  }
+
+  it("a run of 20 holds that pass costs about one command each; step by step, a dozen", async () => {
+    const queued = await commandsPerHold({});
+    const stepwise = await commandsPerHold({ requestsPerDay: 1_000_000_000 });
+    expect(queued).toBeLessThanOrEqual(2);
+    expect(stepwise).toBeGreaterThanOrEqual(10);
+  });
 });

@@ -434,3 +434,31 @@ export function positive(value, name) {
 export function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** A redis-server of the bench's own on a free port, without persistence. */
+export async function startPrivateRedis() {
+  const port = await freePort();
+  const child = spawn(
+    "redis-server",
+    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    // Its log is not read: an unread pipe could fill and stall it.
+    { stdio: "ignore" },
+  );
+  child.exited = new Promise((resolve) => child.once("exit", resolve));
+  child.once("error", () => {});
+  const url = `redis://127.0.0.1:${port}`;
+  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  // Refused connections while redis-server starts are expected; connect() rejects with them.
+  probe.on("error", () => {});
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await probe.connect();
+      await probe.ping();
+      probe.disconnect();
+      return { url, stop: () => stopChild(child) };
+    } catch (error) {
+      if (attempt > 50 || child.exitCode !== null) throw new Error(`redis-server did not start: ${error.message}`);
+      await sleep(100);
+    }
+  }
+}

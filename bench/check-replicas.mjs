@@ -18,7 +18,7 @@
 // No process is pinned unless --pin (then: one authz on cpu 0 and its h2load on cpu 1; two authz on cpu 0 and cpu 1
 // with the h2loads anywhere). On a 2-core machine shared with other work, pinning put the second authz on the core the
 // h2loads and the other work crowded onto, and its CPU per Check read far above the first's; unpinned, they read alike.
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
@@ -32,7 +32,6 @@ import {
   createBenchContext,
   deleteRedisPrefix,
   formatTable,
-  freePort,
   h2loadProblems,
   h2loadVersion,
   LOAD_OPTIONS,
@@ -44,9 +43,8 @@ import {
   printUsage,
   ROOT,
   runH2load,
-  sleep,
   startAuthz,
-  stopChild,
+  startPrivateRedis,
   verifyServer,
 } from "./check-harness.mjs";
 
@@ -123,34 +121,6 @@ function machineSnapshot() {
 function pinProcess(pid, cpu) {
   const list = cpu === undefined ? `0-${CPUS - 1}` : String(cpu);
   return spawnSync("taskset", ["-a", "-p", "-c", list, String(pid)], { stdio: "ignore" }).status === 0;
-}
-
-/** A redis-server of the bench's own on a free port, without persistence. */
-async function startPrivateRedis() {
-  const port = await freePort();
-  const child = spawn(
-    "redis-server",
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-    // Its log is not read: an unread pipe could fill and stall it.
-    { stdio: "ignore" },
-  );
-  child.exited = new Promise((resolve) => child.once("exit", resolve));
-  child.once("error", () => {});
-  const url = `redis://127.0.0.1:${port}`;
-  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  // Refused connections while redis-server starts are expected; connect() rejects with them.
-  probe.on("error", () => {});
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await probe.connect();
-      await probe.ping();
-      probe.disconnect();
-      return { url, stop: () => stopChild(child) };
-    } catch (error) {
-      if (attempt > 50 || child.exitCode !== null) throw new Error(`redis-server did not start: ${error.message}`);
-      await sleep(100);
-    }
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------------

@@ -10,15 +10,12 @@
 // measures under load; 20 keys: one per run). Limits never bind and the balance never runs out, so every hold is
 // allowed. Redis CPU is INFO cpu (used_cpu_user + used_cpu_sys) over a phase, divided by its Checks: the script, and
 // Redis's own parsing, replies and I/O. Phases alternate ABBA over --rounds; the table gives each tree's median.
-import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
-import { createServer } from "node:net";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { median, positive, ROOT, startPrivateRedis } from "./check-harness.mjs";
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const { values: flags } = parseArgs({
   options: {
     baseline: { type: "string" },
@@ -28,10 +25,10 @@ const { values: flags } = parseArgs({
     rounds: { type: "string", default: "4" },
   },
 });
-const perTurn = Number(flags["per-turn"]);
-const turns = Number(flags.turns);
-const rounds = Number(flags.rounds);
-const keyCounts = flags.keys.split(",").map(Number);
+const perTurn = positive(flags["per-turn"], "--per-turn");
+const turns = positive(flags.turns, "--turns");
+const rounds = positive(flags.rounds, "--rounds");
+const keyCounts = flags.keys.split(",").map((k) => positive(k, "--keys"));
 const trees = [
   ...(flags.baseline ? [{ name: "baseline", root: resolve(flags.baseline) }] : []),
   { name: "this tree", root: ROOT },
@@ -43,98 +40,82 @@ for (const tree of trees) {
   }
 }
 
-const port = await new Promise((done) => {
-  const probe = createServer().listen(0, "127.0.0.1", () => {
-    const { port } = probe.address();
-    probe.close(() => done(port));
-  });
-});
-const server = spawn(
-  "redis-server",
-  ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-  { stdio: "ignore" },
-);
-process.on("exit", () => server.kill());
+const redisServer = await startPrivateRedis();
 
-const BALANCE = 10n ** 15n; // never runs out
-for (const [i, tree] of trees.entries()) {
-  const base = join(tree.root, "dist/adapters/redis");
-  const { createRedisClient, connectRedis } = await import(join(base, "client.js"));
-  const { createRedisCreditGate } = await import(join(base, "credit-gate.js"));
-  const { createRedisQuota } = await import(join(base, "quota.js"));
-  tree.redis = createRedisClient(`redis://127.0.0.1:${port}`, { commandTimeoutMs: 5000 });
-  for (let tries = 0; !(await connectRedis(tree.redis)); tries++) {
-    if (tries > 50) throw new Error("bench/hold-script: redis-server did not start");
-    await new Promise((r) => setTimeout(r, 100));
+try {
+  const BALANCE = 10n ** 15n; // never runs out
+  for (const [i, tree] of trees.entries()) {
+    const base = join(tree.root, "dist/adapters/redis");
+    const { createRedisClient, connectRedis } = await import(join(base, "client.js"));
+    const { createRedisCreditGate } = await import(join(base, "credit-gate.js"));
+    const { createRedisQuota } = await import(join(base, "quota.js"));
+    tree.redis = createRedisClient(redisServer.url, { commandTimeoutMs: 5000 });
+    if (!(await connectRedis(tree.redis))) throw new Error("bench/hold-script: cannot connect to its redis-server");
+    const source = { balances: async (ids) => new Map(ids.map((id) => [id, { balance: BALANCE, version: 1 }])) };
+    const prefix = `t${i}`;
+    const credits = createRedisCreditGate({
+      redis: tree.redis,
+      source,
+      reservationTtlMs: 600_000,
+      prefix: `${prefix}:`,
+      maxOpenPerAccount: 10_000_000,
+    });
+    tree.quota = createRedisQuota({ redis: tree.redis, prefix, credits });
   }
-  const source = { balances: async (ids) => new Map(ids.map((id) => [id, { balance: BALANCE, version: 1 }])) };
-  const prefix = `t${i}`;
-  const credits = createRedisCreditGate({
-    redis: tree.redis,
-    source,
-    reservationTtlMs: 600_000,
-    prefix: `${prefix}:`,
-    maxOpenPerAccount: 10_000_000,
-  });
-  tree.quota = createRedisQuota({ redis: tree.redis, prefix, credits });
-}
 
-async function redisCpuMicros() {
-  const info = await trees[0].redis.info("cpu");
-  const read = (name) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)[1]);
-  return (read("used_cpu_user") + read("used_cpu_sys")) * 1e6;
-}
+  async function redisCpuMicros() {
+    const info = await trees[0].redis.info("cpu");
+    const read = (name) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)[1]);
+    return (read("used_cpu_user") + read("used_cpu_sys")) * 1e6;
+  }
 
-/** Redis CPU µs per Check over `count` turns of one tree. */
-async function phase(tree, keys, count) {
-  const before = await redisCpuMicros();
-  for (let t = 0; t < count; t++) {
-    const now = Date.now();
-    const holds = [];
-    for (let j = 0; j < perTurn; j++) {
-      holds.push(
-        tree.quota.hold({
-          keyId: `key_${keys}_${j % keys}`,
-          accountId: "acct_bench",
-          decisionId: randomUUID(),
-          requestsPerMinute: 1e9,
-          tokensPerMinute: 1e12,
-          tokens: 300,
-          amount: 1000n,
-          now,
-        }),
-      );
+  /** Redis CPU µs per Check over `count` turns of one tree. */
+  async function phase(tree, keys, count) {
+    const before = await redisCpuMicros();
+    for (let t = 0; t < count; t++) {
+      const now = Date.now();
+      const holds = [];
+      for (let j = 0; j < perTurn; j++) {
+        holds.push(
+          tree.quota.hold({
+            keyId: `key_${keys}_${j % keys}`,
+            accountId: "acct_bench",
+            decisionId: randomUUID(),
+            requestsPerMinute: 1e9,
+            tokensPerMinute: 1e12,
+            tokens: 300,
+            amount: 1000n,
+            now,
+          }),
+        );
+      }
+      const outcomes = await Promise.all(holds);
+      if (!outcomes.every((o) => o.held)) throw new Error(`bench/hold-script: a hold was refused in ${tree.root}`);
     }
-    const outcomes = await Promise.all(holds);
-    if (!outcomes.every((o) => o.held)) throw new Error(`bench/hold-script: a hold was refused in ${tree.root}`);
+    return ((await redisCpuMicros()) - before) / (count * perTurn);
   }
-  return ((await redisCpuMicros()) - before) / (count * perTurn);
-}
 
-const median = (xs) => {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
-console.log(`bench/hold-script: ${perTurn} holds per turn, ${turns} turns per phase, ${rounds} rounds (ABBA)`);
-const header = ["keys", "Checks per script run", ...trees.map((t) => `${t.name}: redis cpu µs/Check (spread)`)];
-if (trees.length === 2) header.push("this tree ÷ baseline");
-console.log(`| ${header.join(" | ")} |`);
-console.log(`|${header.map(() => "---").join("|")}|`);
-for (const keys of keyCounts) {
-  for (const tree of trees) await phase(tree, keys, Math.ceil(turns / 8)); // warm-up: scripts loaded, JIT warm
-  const samples = trees.map(() => []);
-  for (let r = 0; r < rounds; r++) {
-    const order = r % 2 === 0 ? trees : [...trees].reverse();
-    for (const tree of order) samples[trees.indexOf(tree)].push(await phase(tree, keys, turns));
+  console.log(`bench/hold-script: ${perTurn} holds per turn, ${turns} turns per phase, ${rounds} rounds (ABBA)`);
+  const header = ["keys", "Checks per script run", ...trees.map((t) => `${t.name}: redis cpu µs/Check (spread)`)];
+  if (trees.length === 2) header.push("this tree ÷ baseline");
+  console.log(`| ${header.join(" | ")} |`);
+  console.log(`|${header.map(() => "---").join("|")}|`);
+  for (const keys of keyCounts) {
+    for (const tree of trees) await phase(tree, keys, Math.ceil(turns / 8)); // warm-up: scripts loaded, JIT warm
+    const samples = trees.map(() => []);
+    for (let r = 0; r < rounds; r++) {
+      const order = r % 2 === 0 ? trees : [...trees].reverse();
+      for (const tree of order) samples[trees.indexOf(tree)].push(await phase(tree, keys, turns));
+    }
+    const medians = samples.map(median);
+    const cells = samples.map(
+      (s, i) => `${medians[i].toFixed(1)} (${Math.min(...s).toFixed(1)}–${Math.max(...s).toFixed(1)})`,
+    );
+    const row = [keys, (perTurn / keys).toFixed(1), ...cells];
+    if (trees.length === 2) row.push((medians[1] / medians[0]).toFixed(2));
+    console.log(`| ${row.join(" | ")} |`);
   }
-  const medians = samples.map(median);
-  const cells = samples.map(
-    (s, i) => `${medians[i].toFixed(1)} (${Math.min(...s).toFixed(1)}–${Math.max(...s).toFixed(1)})`,
-  );
-  const row = [keys, (perTurn / keys).toFixed(1), ...cells];
-  if (trees.length === 2) row.push((medians[1] / medians[0]).toFixed(2));
-  console.log(`| ${row.join(" | ")} |`);
+} finally {
+  for (const tree of trees) tree.redis?.disconnect();
+  await redisServer.stop();
 }
-for (const tree of trees) tree.redis.disconnect();
-server.kill();

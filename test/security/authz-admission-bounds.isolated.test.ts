@@ -1,19 +1,32 @@
 // CPU-time bounds on single Checks: run alone after the other suites (`*.isolated.test.ts`), as the fuzz is; beside
-// the parallel suites the first decision of a 1 MiB body read 53 ms once (bound 50).
+// the parallel suites the first decision of a 1 MiB body read 53 ms once (bound 50). Measured as the fuzz measures:
+// after the Check path is compiled (as in a serving process), each decision on a clean heap. Measured cold, in CI, the
+// first of them once read 50.8 ms alone, where it reads 7-19 ms here; the defect these cases guard against (a
+// tokeniser superlinear in a repeated character) costs seconds.
 import { describe, expect, it } from "vitest";
 import { tokenCost, addNanos } from "../../src/domain/money.js";
 import { estimateChatPromptTokens } from "../../src/domain/token-estimate.js";
-import { admissionFixture, BODY_LIMIT, bodyOfSize, encodedCheck, MODEL, timedCheck } from "./authz-support.js";
+import {
+  admissionFixture,
+  BODY_LIMIT,
+  bodyOfSize,
+  CHAT_CLOSE,
+  CHAT_OPEN,
+  cleanTimedCheck,
+  encodedCheck,
+  MODEL,
+  timedCheck,
+  warmUpAdmission,
+} from "./authz-support.js";
 
 /** The CPU a single Check may cost, for any body the data plane passes (bodies under BODY_LIMIT). */
 const CHECK_CPU_MS = 50;
 const LARGEST = BODY_LIMIT - 1;
-const CHAT_OPEN = '{"model":"gpt-5.5","messages":[{"role":"user","content":"';
-const CHAT_CLOSE = '"}]}';
 
 describe("authz: admission work is bounded by the body", () => {
   it("a 1 MiB prompt of one repeated character from a key with no credit is refused (402) within 50 ms of CPU", async () => {
     const { secret, deps } = admissionFixture(0n);
+    await warmUpAdmission(secret, deps);
     const bodies = [
       bodyOfSize(LARGEST, CHAT_OPEN, "a", CHAT_CLOSE),
       bodyOfSize(LARGEST, CHAT_OPEN, "中", CHAT_CLOSE),
@@ -23,11 +36,12 @@ describe("authz: admission work is bounded by the body", () => {
     let worst = 0;
     for (let round = 0; round < 3; round++) {
       for (const bytes of bodies) {
-        const { verdict, cpuMs } = await timedCheck(bytes, deps);
+        const { verdict, cpuMs } = await cleanTimedCheck(bytes, deps);
         expect(verdict).toMatchObject({ kind: "deny", code: "insufficient_credits" });
         worst = Math.max(worst, cpuMs);
       }
     }
+    console.log(`1 MiB refused prompts: worst CPU ${worst.toFixed(1)} ms per Check`);
     expect(worst).toBeLessThan(CHECK_CPU_MS);
   });
 
@@ -113,15 +127,16 @@ describe("authz: the worst case covers every choice (n)", () => {
 describe("authz: malformed client input is a 4xx, never a fault", () => {
   it("a chat body nested 10,000 levels deep is refused 400 cheaply", async () => {
     const { secret, deps } = admissionFixture(10n ** 12n);
+    await warmUpAdmission(secret, deps);
     for (const nested of ["[".repeat(10_000) + "]".repeat(10_000), '{"a":'.repeat(10_000) + "1" + "}".repeat(10_000)]) {
       const body = `{"model":"gpt-5.5","messages":[{"role":"user","content":"hi","extra":${nested}}]}`;
-      const { verdict, cpuMs } = await timedCheck(encodedCheck(secret, body), deps);
+      const { verdict, cpuMs } = await cleanTimedCheck(encodedCheck(secret, body), deps);
       expect(verdict).toMatchObject({ kind: "deny", code: "invalid_request" });
       expect(cpuMs).toBeLessThan(CHECK_CPU_MS);
     }
     // A 1 MiB body that is all nesting is refused at the 65th level.
     const deepest = bodyOfSize(LARGEST, '{"model":"gpt-5.5","messages":[{"role":"user","content":"x"}],"x":', "[", "");
-    const { verdict, cpuMs } = await timedCheck(encodedCheck(secret, deepest), deps);
+    const { verdict, cpuMs } = await cleanTimedCheck(encodedCheck(secret, deepest), deps);
     expect(verdict).toMatchObject({ kind: "deny", code: "invalid_request" });
     expect(cpuMs).toBeLessThan(CHECK_CPU_MS);
   });

@@ -2,10 +2,7 @@
 // decided (authz-fuzz-decider.ts, a worker thread): building one allocates up to tens of MB (a shape is built at its
 // asked count, then halved until it fits), and garbage left in the test runner's isolate would be collected by
 // helper threads while a decision is measured.
-import { BODY_LIMIT } from "./authz-support.js";
-
-export const CHAT_OPEN = '{"model":"gpt-5.5","messages":[{"role":"user","content":"';
-export const CHAT_CLOSE = '"}]}';
+import { BODY_LIMIT, CHAT_CLOSE, CHAT_OPEN } from "./authz-support.js";
 
 /** The shapes: each builds a body from its recipe and a count `k`. */
 const SHAPES = {

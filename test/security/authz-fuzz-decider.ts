@@ -5,26 +5,16 @@
 // nothing about it is cached, and its second) with an in-memory admission whose account is funded (rich) or holds
 // nothing; the answer is each decision's outcome (a refusal's code) and the process' CPU meanwhile (every thread's:
 // garbage-collector helpers included; the test runner's thread waits for the answer), or the error it threw.
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
 import { parentPort } from "node:worker_threads";
-import { type BodyRecipe, buildBody, CHAT_CLOSE, CHAT_OPEN } from "./authz-fuzz-bodies.js";
-import { admissionFixture, bodyOfSize, encodedCheck, timedCheck } from "./authz-support.js";
+import { type BodyRecipe, buildBody } from "./authz-fuzz-bodies.js";
+import { admissionFixture, cleanTimedCheck, encodedCheck, warmUpAdmission } from "./authz-support.js";
 
 const port = parentPort;
 if (!port) throw new Error("authz-fuzz-decider runs only as a worker thread");
 
-setFlagsFromString("--expose-gc");
-const collectGarbage = runInNewContext("gc") as () => void;
-
 const funded = admissionFixture(10n ** 12n);
 const broke = admissionFixture(0n);
-// A serving process has compiled its Check path, for large bodies too, before the first attacker arrives; a body's
-// first sight still pays for everything about that body.
-for (let i = 0; i < 20; i++)
-  await timedCheck(encodedCheck(funded.secret, `${CHAT_OPEN}warm up ${i}${CHAT_CLOSE}`), funded.deps);
-for (const size of [10_000, 100_000, 1_000_000])
-  await timedCheck(encodedCheck(funded.secret, bodyOfSize(size, CHAT_OPEN, "warm up ", CHAT_CLOSE)), funded.deps);
+await warmUpAdmission(funded.secret, funded.deps);
 
 port.on("message", async ({ recipe, rich }: { recipe: BodyRecipe; rich: boolean }) => {
   try {
@@ -33,13 +23,7 @@ port.on("message", async ({ recipe, rich }: { recipe: BodyRecipe; rich: boolean 
     const bytes = encodedCheck(secret, body);
     const decisions: Array<{ outcome: string; cpuMs: number }> = [];
     for (let sight = 0; sight < 2; sight++) {
-      // What earlier bodies left behind is collected first, and its sweeping (on helper threads) given time to end:
-      // a decision pays for its own allocations, not for the bodies decided before it.
-      // (A second collection finishes the first one's sweeping before it starts, on this thread.)
-      collectGarbage();
-      collectGarbage();
-      await new Promise((resolve) => setTimeout(resolve, 10));
-      const { verdict, cpuMs } = await timedCheck(bytes, deps);
+      const { verdict, cpuMs } = await cleanTimedCheck(bytes, deps);
       decisions.push({ outcome: verdict.kind === "deny" ? verdict.code : verdict.kind, cpuMs });
     }
     port.postMessage({ decisions, preview: body.slice(0, 90), bytes: Buffer.byteLength(body) });

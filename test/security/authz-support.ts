@@ -1,3 +1,5 @@
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { toBinary } from "@bufbuild/protobuf";
 import { CheckRequestSchema } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
 import { hashSecret, mintSecret } from "../../src/domain/api-key.js";
@@ -108,6 +110,41 @@ export async function timedCheck(bytes: Uint8Array, deps: AdmissionDeps): Promis
   const verdict = await admit(liftCheckRequest(bytes).admission, deps);
   const spent = process.cpuUsage(started);
   return { verdict, cpuMs: (spent.user + spent.system) / 1000 };
+}
+
+/** A chat body's text before and after its one message's content. */
+export const CHAT_OPEN = '{"model":"gpt-5.5","messages":[{"role":"user","content":"';
+export const CHAT_CLOSE = '"}]}';
+
+/**
+ * Compiles the Check path as a serving process has before the first attacker arrives: small chat bodies, then bodies
+ * of 10 kB, 100 kB and 1 MB. A body's first sight still pays for everything about that body.
+ */
+export async function warmUpAdmission(secret: string, deps: AdmissionDeps): Promise<void> {
+  for (let i = 0; i < 20; i++) await timedCheck(encodedCheck(secret, `${CHAT_OPEN}warm up ${i}${CHAT_CLOSE}`), deps);
+  for (const size of [10_000, 100_000, 1_000_000])
+    await timedCheck(encodedCheck(secret, bodyOfSize(size, CHAT_OPEN, "warm up ", CHAT_CLOSE)), deps);
+}
+
+let collector: (() => void) | undefined;
+
+/**
+ * timedCheck on a clean heap: what earlier bodies left behind is collected first and its sweeping (on helper threads)
+ * given time to end, so a decision pays for its own allocations, not for the bodies decided before it. (A second
+ * collection finishes the first one's sweeping before it starts, on this thread.)
+ */
+export async function cleanTimedCheck(
+  bytes: Uint8Array,
+  deps: AdmissionDeps,
+): Promise<{ verdict: Verdict; cpuMs: number }> {
+  if (collector === undefined) {
+    setFlagsFromString("--expose-gc");
+    collector = runInNewContext("gc") as () => void;
+  }
+  collector();
+  collector();
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  return timedCheck(bytes, deps);
 }
 
 /** A chat body of exactly `bytes` UTF-8 bytes: `prefix`, then `unit` repeated, then `suffix` (ASCII padding to fit). */

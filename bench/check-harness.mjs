@@ -136,11 +136,14 @@ export async function stopChild(child) {
   clearTimeout(timeout);
 }
 
-/** Starts `tollgate serve --role authz --mock-providers` on the run's store and a free port, plus `extraEnv`. */
-export async function startAuthz(ctx, extraEnv, cpu) {
+/**
+ * Starts `tollgate serve --role authz --mock-providers` on the run's store and a free port, plus `extraEnv`; `tree`
+ * runs another checkout's build on that checkout's store instead (bench/check --baseline).
+ */
+export async function startAuthz(ctx, extraEnv, cpu, tree = { cli: CLI, env: ctx.tollgateEnv, name: "tollgate" }) {
   const port = await freePort();
-  const env = { ...ctx.tollgateEnv, TOLLGATE_AUTHZ_LISTEN: `127.0.0.1:${port}`, ...extraEnv };
-  const child = launch(ctx, [CLI, "serve", "--role", "authz", "--mock-providers"], env, "tollgate", cpu);
+  const env = { ...tree.env, TOLLGATE_AUTHZ_LISTEN: `127.0.0.1:${port}`, ...extraEnv };
+  const child = launch(ctx, [tree.cli, "serve", "--role", "authz", "--mock-providers"], env, tree.name, cpu);
   return { address: `127.0.0.1:${port}`, stop: () => stopChild(child), child };
 }
 
@@ -153,10 +156,14 @@ const UNBOUNDED_TPM = "1000000000000";
  * that never bind; returns the first key's id and secret, and every key's secret in `secrets`.
  * The CLI is an admin-API client, so this starts `tollgate serve --role admin` on the bench's store for the set-up
  * and stops it before any target starts (nothing but the measured authz processes run during the load).
- * `plainKey` gives the keys per-minute limits only, as releases before daily quotas and spend caps had.
+ * `plainKey` gives the keys per-minute limits only, as releases before daily quotas and spend caps had. `cli`, `env` and
+ * `dataDir` set up another checkout's store with its own build instead (bench/check --baseline).
  */
-export async function prepareTollgateStore(ctx, { plainKey = false, keys = 1 } = {}) {
-  const admin = await startAdminServer({ cli: CLI, env: ctx.tollgateEnv, dataDir: join(ctx.work, "data") });
+export async function prepareTollgateStore(
+  ctx,
+  { plainKey = false, keys = 1, cli = CLI, env = ctx.tollgateEnv, dataDir = join(ctx.work, "data") } = {},
+) {
+  const admin = await startAdminServer({ cli, env, dataDir });
   try {
     const account = admin.cli("accounts", "create", "--name", "bench", "--plan", "scale");
     // An operator may widen a key's limits beyond its plan: the limiter must never refuse mid-run.

@@ -5,14 +5,19 @@
 //
 //   npm run build && node bench/check.mjs [--duration 12] [--rounds 3] [--warm-up 1] [--connections 2] [--streams 32]
 //                                         [--redis redis://127.0.0.1:6379] [--only a,b] [--profile] [--no-pin] [--keep]
-//                                         [--plain-key]
+//                                         [--plain-key] [--baseline /path/to/other/checkout]
 //
 // --duration is the measured seconds per target, split over --rounds interleaved runs (a b a b …), each after its own
 // --warm-up. --profile keeps each server's --cpu-prof (summarise with bench/cpuprofile-summary.mjs). --plain-key gives
 // the bench key per-minute limits only (no daily quotas, concurrency limit or spend caps), as releases before them had.
+// --baseline adds another checkout's build (built there, or with node_modules linked from this tree) as targets (b0)
+// and (c0) beside (b) and (c), each on a store of its own set up by that build's CLI: measured in the same interleaved
+// rounds, "did a Check get slower" is answered per round, seconds apart (use --plain-key against releases before
+// daily quotas and spend caps, so both trees decide the same limits).
 //
 // Adding a target is one entry in TARGETS below.
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import {
@@ -53,6 +58,7 @@ const { values: flags } = parseArgs({
     "no-pin": { type: "boolean", default: false },
     keep: { type: "boolean", default: false },
     "plain-key": { type: "boolean", default: false },
+    baseline: { type: "string" },
     help: { type: "boolean", short: "h", default: false },
   },
 });
@@ -68,6 +74,14 @@ const TARGETS = [
   { id: "a", label: "null grpc-js Check (protobuf-es decode, fixed OK)", start: startNullServer },
   { id: "b", label: "tollgate authz, embedded defaults", needsKey: true, start: (ctx) => startTollgate(ctx, {}) },
   {
+    id: "b0",
+    label: "baseline checkout: embedded defaults",
+    needsKey: true,
+    tree: "baseline",
+    when: () => flags.baseline !== undefined,
+    start: (ctx) => startTollgate(ctx, {}, ctx.baseline),
+  },
+  {
     id: "c",
     label: "tollgate authz, TOLLGATE_REDIS_URL",
     needsKey: true,
@@ -76,7 +90,22 @@ const TARGETS = [
     // its keys are deleted after the run (unless --keep), so runs do not pile up in a shared Redis.
     start: (ctx) => startTollgate(ctx, { TOLLGATE_REDIS_URL: settings.redisUrl, TOLLGATE_REDIS_PREFIX: REDIS_PREFIX }),
   },
+  {
+    id: "c0",
+    label: "baseline checkout: TOLLGATE_REDIS_URL",
+    needsKey: true,
+    tree: "baseline",
+    when: () => flags.baseline !== undefined && settings.redisUrl !== undefined,
+    start: (ctx) =>
+      startTollgate(
+        ctx,
+        { TOLLGATE_REDIS_URL: settings.redisUrl, TOLLGATE_REDIS_PREFIX: `${REDIS_PREFIX}-baseline` },
+        ctx.baseline,
+      ),
+  },
 ];
+/** This tree's target each baseline target is compared with, round by round. */
+const COMPARED = { b0: "b", c0: "c" };
 
 /** Target (c)'s Redis key prefix for this run. */
 const REDIS_PREFIX = `bench-${process.pid}-${Date.now()}`;
@@ -96,9 +125,50 @@ async function startNullServer(ctx) {
   return { address: `127.0.0.1:${port}`, stop: () => stopChild(child), child };
 }
 
-/** Tollgate authz on the bench store; with pinning, on CPU 0 like every server here. */
-function startTollgate(ctx, extraEnv) {
-  return startAuthz(ctx, extraEnv, ctx.pin ? 0 : undefined);
+/** Tollgate authz on the bench store (or the baseline's); with pinning, on CPU 0 like every server here. */
+function startTollgate(ctx, extraEnv, tree) {
+  return startAuthz(ctx, extraEnv, ctx.pin ? 0 : undefined, tree);
+}
+
+/**
+ * The --baseline checkout's build and its own store (SQLite file and data directory in the run's directory), set up
+ * by that build's CLI: through its admin API when its CLI is an admin client (it has bench/admin-server.mjs), else as
+ * releases up to e0b175e were set up (the CLI writes the store itself and has no per-key limit flags, so the key's
+ * limits are written in SQL, as that release's bench did). Returns { cli, env, name, secret }.
+ */
+async function prepareBaseline(ctx, root) {
+  const cli = join(root, "dist/cli/main.js");
+  if (!existsSync(cli)) throw new Error(`--baseline ${root} has no dist/cli/main.js; build it there first`);
+  const dbFile = join(ctx.work, "baseline.db");
+  const dataDir = join(ctx.work, "baseline-data");
+  const env = { ...ctx.tollgateEnv, TOLLGATE_DATABASE_URL: `sqlite:${dbFile}`, TOLLGATE_DATA_DIR: dataDir };
+  const tree = { cli, env, name: "baseline" };
+  if (existsSync(join(root, "bench/admin-server.mjs"))) {
+    const key = await prepareTollgateStore(ctx, { plainKey: flags["plain-key"], cli, env, dataDir });
+    return { ...tree, secret: key.secret };
+  }
+  const run = (...args) => {
+    const out = spawnSync(process.execPath, [cli, ...args, "--json"], {
+      env: { ...process.env, ...env },
+      encoding: "utf8",
+    });
+    if (out.status !== 0) throw new Error(`baseline tollgate ${args.join(" ")} failed (${out.status}): ${out.stderr}`);
+    return JSON.parse(out.stdout);
+  };
+  const account = run("accounts", "create", "--name", "bench", "--plan", "scale");
+  const key = run("keys", "create", "--account", account.id, "--name", "bench");
+  run("credits", "add", "--account", account.id, "--amount", "1000000");
+  const { default: Sqlite } = await import("better-sqlite3");
+  const db = new Sqlite(dbFile);
+  try {
+    const changed = db
+      .prepare("UPDATE api_keys SET requests_per_minute = ?, tokens_per_minute = ?, updated_at = ? WHERE id = ?")
+      .run(1_000_000_000, 1_000_000_000_000, Date.now(), key.id).changes;
+    if (changed !== 1) throw new Error(`could not set limits on the baseline's key ${key.id}`);
+  } finally {
+    db.close();
+  }
+  return { ...tree, secret: key.secret };
 }
 
 /** Runs one round's h2load against `server`; also returns the server's CPU seconds in the measured period. */
@@ -138,6 +208,16 @@ async function main() {
   const requestWith = checkRequest(key?.secret ?? "tg_" + "0".repeat(40));
   const requestFile = join(work, "check-request.grpc");
   writeFileSync(requestFile, grpcFrame(requestWith.bytes));
+  /** The request each target is sent (the baseline's carries its own store's key) and the file h2load sends. */
+  const requests = { this: { message: requestWith.message, file: requestFile } };
+  if (targets.some((t) => t.tree === "baseline")) {
+    ctx.baseline = await prepareBaseline(ctx, flags.baseline);
+    const baselineFile = join(work, "check-request-baseline.grpc");
+    const request = checkRequest(ctx.baseline.secret);
+    writeFileSync(baselineFile, grpcFrame(request.bytes));
+    requests.baseline = { message: request.message, file: baselineFile };
+  }
+  const requestOf = (target) => requests[target.tree ?? "this"];
 
   const os = await import("node:os");
   const info = {
@@ -178,13 +258,13 @@ async function main() {
     for (const target of targets) {
       const server = await target.start(ctx);
       running.push(server);
-      await verifyServer(server, requestWith.message, target.id);
+      await verifyServer(server, requestOf(target).message, target.id);
     }
     for (let round = 1; round <= settings.rounds; round++) {
       const line = [];
       for (const [i, target] of targets.entries()) {
         const logFile = join(work, `h2load-${target.id}-${round}.log`);
-        const parsed = await measure(ctx, running[i], requestFile, logFile);
+        const parsed = await measure(ctx, running[i], requestOf(target).file, logFile);
         results[i].rounds.push(parsed);
         line.push(
           `${target.id} ${Math.round(parsed.reqPerSec)} req/s ${Math.round(parsed.cpuMicrosPerRequest)} µs cpu/req`,
@@ -193,14 +273,17 @@ async function main() {
       console.log(`  round ${round}: ${line.join(", ")}`);
     }
     for (const [i, target] of targets.entries()) {
-      assertAllowed(await callCheck(running[i].client, requestWith.message), `by (${target.id}) after the run`);
+      assertAllowed(await callCheck(running[i].client, requestOf(target).message), `by (${target.id}) after the run`);
     }
   } finally {
     for (const server of running) {
       server.client?.close();
       await server.stop();
     }
-    if (!flags.keep && settings.redisUrl !== undefined) await deleteRedisPrefix(settings.redisUrl, REDIS_PREFIX);
+    if (!flags.keep && settings.redisUrl !== undefined) {
+      await deleteRedisPrefix(settings.redisUrl, REDIS_PREFIX);
+      if (ctx.baseline) await deleteRedisPrefix(settings.redisUrl, `${REDIS_PREFIX}-baseline`);
+    }
     if (!flags.keep && !flags.profile) rmSync(work, { recursive: true, force: true });
     else console.log(`  kept ${work}`);
   }
@@ -249,6 +332,32 @@ async function main() {
       "other load on the machine); resp B: gRPC data bytes per response (an allow, not a deny)",
   );
   for (const r of results) if (r.problems.length) console.log(`WARNING (${r.id}): ${r.problems.join("; ")}`);
+  // This tree against the baseline checkout, round by round: each quotient compares measurements seconds apart.
+  const compared = results.flatMap((base) => {
+    const own = results.find((r) => r.id === COMPARED[base.id]);
+    if (!own) return [];
+    const per = (f) => own.rounds.map((x, k) => f(x) / f(base.rounds[k]));
+    own.vsBaseline = {
+      cpuPerCheck: median(per((x) => x.cpuMicrosPerRequest)),
+      reqPerSec: median(per((x) => x.reqPerSec)),
+    };
+    const spread = (xs) => `${Math.min(...xs).toFixed(2)}-${Math.max(...xs).toFixed(2)}`;
+    return [
+      [
+        `(${own.id}) ÷ (${base.id})`,
+        own.vsBaseline.cpuPerCheck.toFixed(2),
+        spread(per((x) => x.cpuMicrosPerRequest)),
+        own.vsBaseline.reqPerSec.toFixed(2),
+        spread(per((x) => x.reqPerSec)),
+      ],
+    ];
+  });
+  if (compared.length > 0) {
+    console.log(
+      `\nthis tree ÷ the baseline checkout (${flags.baseline}), per round (medians over ${settings.rounds} rounds):\n` +
+        formatTable([["targets", "cpu µs/Check", "spread", "req/s", "spread"], ...compared]),
+    );
+  }
   for (const r of results) {
     const target = TARGETS_RATIO[r.id];
     if (target === undefined || !baseline) continue;

@@ -9,7 +9,9 @@
 // API keys of one account, so the script runs decide per-turn ÷ keys Checks each (one hot key: 20 per run, as bench/check
 // measures under load; 20 keys: one per run). Limits never bind and the balance never runs out, so every hold is
 // allowed. Redis CPU is INFO cpu (used_cpu_user + used_cpu_sys) over a phase, divided by its Checks: the script, and
-// Redis's own parsing, replies and I/O. Phases alternate ABBA over --rounds; the table gives each tree's median.
+// Redis's own parsing, replies and I/O. Client CPU is this process's (process.cpuUsage) over the same phase: the
+// adapter's side of a hold (building the command, ioredis, reading the reply) plus this loop's own small part (ids,
+// promises), the same for both trees. Phases alternate ABBA over --rounds; the table gives each tree's median.
 import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -69,9 +71,10 @@ try {
     return (read("used_cpu_user") + read("used_cpu_sys")) * 1e6;
   }
 
-  /** Redis CPU µs per Check over `count` turns of one tree. */
+  /** Redis and client CPU µs per Check over `count` turns of one tree. */
   async function phase(tree, keys, count) {
     const before = await redisCpuMicros();
+    const client = process.cpuUsage();
     for (let t = 0; t < count; t++) {
       const now = Date.now();
       const holds = [];
@@ -92,27 +95,42 @@ try {
       const outcomes = await Promise.all(holds);
       if (!outcomes.every((o) => o.held)) throw new Error(`bench/hold-script: a hold was refused in ${tree.root}`);
     }
-    return ((await redisCpuMicros()) - before) / (count * perTurn);
+    const spent = process.cpuUsage(client);
+    return {
+      redis: ((await redisCpuMicros()) - before) / (count * perTurn),
+      client: (spent.user + spent.system) / (count * perTurn),
+    };
   }
 
   console.log(`bench/hold-script: ${perTurn} holds per turn, ${turns} turns per phase, ${rounds} rounds (ABBA)`);
-  const header = ["keys", "Checks per script run", ...trees.map((t) => `${t.name}: redis cpu µs/Check (spread)`)];
-  if (trees.length === 2) header.push("this tree ÷ baseline");
+  const header = ["keys", "Checks per script run"];
+  for (const side of ["redis", "client"]) {
+    header.push(...trees.map((t) => `${t.name}: ${side} cpu µs/Check (spread)`));
+    if (trees.length === 2) header.push(`${side}: this tree ÷ baseline`);
+  }
   console.log(`| ${header.join(" | ")} |`);
   console.log(`|${header.map(() => "---").join("|")}|`);
   for (const keys of keyCounts) {
     for (const tree of trees) await phase(tree, keys, Math.ceil(turns / 8)); // warm-up: scripts loaded, JIT warm
-    const samples = trees.map(() => []);
+    const samples = trees.map(() => ({ redis: [], client: [] }));
     for (let r = 0; r < rounds; r++) {
       const order = r % 2 === 0 ? trees : [...trees].reverse();
-      for (const tree of order) samples[trees.indexOf(tree)].push(await phase(tree, keys, turns));
+      for (const tree of order) {
+        const figures = await phase(tree, keys, turns);
+        samples[trees.indexOf(tree)].redis.push(figures.redis);
+        samples[trees.indexOf(tree)].client.push(figures.client);
+      }
     }
-    const medians = samples.map(median);
-    const cells = samples.map(
-      (s, i) => `${medians[i].toFixed(1)} (${Math.min(...s).toFixed(1)}–${Math.max(...s).toFixed(1)})`,
-    );
-    const row = [keys, (perTurn / keys).toFixed(1), ...cells];
-    if (trees.length === 2) row.push((medians[1] / medians[0]).toFixed(2));
+    const row = [keys, (perTurn / keys).toFixed(1)];
+    for (const side of ["redis", "client"]) {
+      const medians = samples.map((s) => median(s[side]));
+      row.push(
+        ...samples.map(
+          (s, i) => `${medians[i].toFixed(1)} (${Math.min(...s[side]).toFixed(1)}–${Math.max(...s[side]).toFixed(1)})`,
+        ),
+      );
+      if (trees.length === 2) row.push((medians[1] / medians[0]).toFixed(2));
+    }
     console.log(`| ${row.join(" | ")} |`);
   }
 } finally {

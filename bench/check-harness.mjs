@@ -78,6 +78,11 @@ export function createBenchContext({ pin, profile }) {
     // The local operator credential (set-up) and anything else a role keeps on disk stay in the run's own directory.
     tollgateEnv: {
       TOLLGATE_DATABASE_URL: `sqlite:${dbFile}`,
+      // Targets are embedded unless they set Redis themselves, and set-up talks to its own admin server, whatever the
+      // shell exports ("" is unset to tollgate).
+      TOLLGATE_REDIS_URL: "",
+      TOLLGATE_ADMIN_URL: "",
+      TOLLGATE_ADMIN_TOKEN: "",
       TOLLGATE_DATA_DIR: join(work, "data"),
       TOLLGATE_LOG_LEVEL: "warn",
       // No meter runs, so every allowed Check leaves its reservation open for the whole run: raise the open-reservation

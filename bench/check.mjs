@@ -133,8 +133,8 @@ function startTollgate(ctx, extraEnv, tree) {
 /**
  * The --baseline checkout's build and its own store (SQLite file and data directory in the run's directory), set up
  * by that build's CLI: through its admin API when its CLI is an admin client (it has bench/admin-server.mjs), else as
- * releases up to e0b175e were set up (the CLI writes the store itself and has no per-key limit flags, so the key's
- * limits are written in SQL, as that release's bench did). Returns { cli, env, name, secret }.
+ * e0b175e's bench set itself up (the CLI writes the store itself and has no per-key limit flags, so the key's limits
+ * are written in SQL; older releases, without `credits add`, are not supported). Returns { cli, env, name, secret }.
  */
 async function prepareBaseline(ctx, root) {
   const cli = join(root, "dist/cli/main.js");
@@ -147,6 +147,11 @@ async function prepareBaseline(ctx, root) {
     const key = await prepareTollgateStore(ctx, { plainKey: flags["plain-key"], cli, env, dataDir });
     return { ...tree, secret: key.secret };
   }
+  // e0b175e's key had per-minute limits only: this tree's must too, or the quotient compares different work.
+  if (!flags["plain-key"])
+    throw new Error(
+      `--baseline ${root} predates daily quotas and spend caps: add --plain-key so both trees decide the same limits`,
+    );
   const run = (...args) => {
     const out = spawnSync(process.execPath, [cli, ...args, "--json"], {
       env: { ...process.env, ...env },
@@ -222,6 +227,14 @@ async function main() {
   const os = await import("node:os");
   const info = {
     date: new Date().toISOString(),
+    // The other checkout compared (its dependencies are whatever its node_modules holds: linked from this tree, they are
+    // the same, and only source changes are compared).
+    baseline: flags.baseline
+      ? {
+          path: flags.baseline,
+          commit: spawnSync("git", ["-C", flags.baseline, "rev-parse", "HEAD"], { encoding: "utf8" }).stdout.trim(),
+        }
+      : undefined,
     node: process.version,
     h2load,
     cpus: os.cpus().length,
@@ -262,7 +275,16 @@ async function main() {
     }
     for (let round = 1; round <= settings.rounds; round++) {
       const line = [];
-      for (const [i, target] of targets.entries()) {
+      // Each compared pair swaps places every other round (b b0, then b0 b): neither tree always follows the other.
+      const order = targets.map((target, i) => [target, i]);
+      if (round % 2 === 0) {
+        for (const [base, own] of Object.entries(COMPARED)) {
+          const x = order.findIndex(([t]) => t.id === own);
+          const y = order.findIndex(([t]) => t.id === base);
+          if (x >= 0 && y >= 0) [order[x], order[y]] = [order[y], order[x]];
+        }
+      }
+      for (const [target, i] of order) {
         const logFile = join(work, `h2load-${target.id}-${round}.log`);
         const parsed = await measure(ctx, running[i], requestOf(target).file, logFile);
         results[i].rounds.push(parsed);
@@ -355,7 +377,7 @@ async function main() {
   if (compared.length > 0) {
     console.log(
       `\nthis tree ÷ the baseline checkout (${flags.baseline}), per round (medians over ${settings.rounds} rounds):\n` +
-        formatTable([["targets", "cpu µs/Check", "spread", "req/s", "spread"], ...compared]),
+        formatTable([["targets", "cpu µs per Check ÷", "spread", "req/s ÷", "spread"], ...compared]),
     );
   }
   for (const r of results) {

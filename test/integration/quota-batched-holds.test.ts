@@ -5,12 +5,10 @@
 // daily quotas (queued where it can be) and with one (step by step), and every outcome and every key must agree.
 import { randomUUID } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { createRedisCreditGate } from "../../src/adapters/redis/credit-gate.js";
-import { createRedisQuota } from "../../src/adapters/redis/quota.js";
 import type { HoldOutcome, HoldRequest } from "../../src/domain/admission.js";
 import type { BudgetHold } from "../../src/domain/budgets.js";
 import { nanos } from "../../src/domain/money.js";
-import { usePrivateRedis } from "../support/credit-stack.js";
+import { redisAdmission, usePrivateRedis } from "../support/credit-stack.js";
 import { describeWith, suiteRedis } from "../support/services.js";
 
 const T0 = Date.UTC(2026, 5, 1, 8);
@@ -95,14 +93,7 @@ describeWith("redis", "hold script: queued holds decide and write as step-by-ste
 
   for (const seed of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]) {
     it(`seed ${seed}: the same outcomes and the same keys`, async () => {
-      const credits = createRedisCreditGate({
-        redis,
-        source,
-        reservationTtlMs: 600_000,
-        prefix: `${prefix}:`,
-        maxOpenPerAccount: 70,
-      });
-      const quota = createRedisQuota({ redis, prefix, credits });
+      const { quota } = redisAdmission(redis, prefix, source, 70);
       const batches = sequence(seed);
       const run = async (extra: Partial<HoldRequest>) => {
         const who = { keyId: "key_q", accountId: `acct_${randomUUID().slice(0, 8)}` };
@@ -132,13 +123,7 @@ describe("hold script: Checks that simply pass are queued", () => {
   /** Data commands the scripts ran per hold, for 20 holds of one key arriving together (one script run). */
   async function commandsPerHold(extra: Partial<HoldRequest>): Promise<number> {
     const prefix = `cmds_${randomUUID().slice(0, 8)}`;
-    const credits = createRedisCreditGate({
-      redis: stack.redis,
-      source,
-      reservationTtlMs: 600_000,
-      prefix: `${prefix}:`,
-    });
-    const quota = createRedisQuota({ redis: stack.redis, prefix, credits });
+    const { quota } = redisAdmission(stack.redis, prefix, source);
     const hold = (now: number): HoldRequest => ({
       keyId: "key_c",
       accountId: "acct_c",

@@ -3,13 +3,13 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createMemoryCreditGate } from "../../src/adapters/memory/credit-gate.js";
 import { createMemoryRateLimiter } from "../../src/adapters/memory/rate-limiter.js";
 import { createRedisCreditGate } from "../../src/adapters/redis/credit-gate.js";
-import { createRedisQuota } from "../../src/adapters/redis/quota.js";
 import { holdInTurn, type HoldRequest, type Quota } from "../../src/domain/admission.js";
 import type { CreditReservations } from "../../src/domain/credits.js";
 import { nanos } from "../../src/domain/money.js";
 import { describeWith, sqliteTarget, suiteRedis } from "../support/services.js";
 import { startTestPlane, type TestPlane } from "../support/control-plane.js";
 import { outcome } from "../support/authz-client.js";
+import { redisAdmission } from "../support/credit-stack.js";
 import { chatCheck } from "../support/rate-limits.js";
 
 const source = {
@@ -80,16 +80,7 @@ describeWith("redis", "open reservations are bounded [redis]", (url) => {
   const prefix = `test_bound_${process.pid}_${randomUUID().slice(0, 8)}`;
   const redis = suiteRedis(url, `${prefix}:`);
   describe("the combined admission script", () => {
-    perAccountBound(() => {
-      const credits = createRedisCreditGate({
-        redis,
-        source,
-        reservationTtlMs: 600_000,
-        prefix: `${prefix}:`,
-        maxOpenPerAccount: 3,
-      });
-      return { quota: createRedisQuota({ redis, prefix, credits }), credits };
-    });
+    perAccountBound(() => redisAdmission(redis, prefix, source, 3));
   });
   describe("the gate's own reserve script", () => {
     perAccountBound(() => {

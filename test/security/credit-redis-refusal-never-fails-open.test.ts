@@ -1,12 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { createRedisCreditGate } from "../../src/adapters/redis/credit-gate.js";
-import { createRedisQuota } from "../../src/adapters/redis/quota.js";
 import { withFailurePolicy } from "../../src/app/rate-limits.js";
 import type { HoldRequest } from "../../src/domain/admission.js";
 import { nanos } from "../../src/domain/money.js";
 import { createLogger } from "../../src/logging.js";
-import { usePrivateRedis } from "../support/credit-stack.js";
+import { redisAdmission, usePrivateRedis } from "../support/credit-stack.js";
 import { haveRedisBinaries } from "../support/redis-cluster.js";
 
 const source = {
@@ -23,13 +21,8 @@ describe.skipIf(!haveRedisBinaries())("a Redis that refuses the admission script
 
   it("OOM (maxmemory reached) on the hold script is a 503, not an admission without credit", async () => {
     const prefix = `test_oom_${randomUUID().slice(0, 8)}`;
-    const credits = createRedisCreditGate({
-      redis: stack.redis,
-      source,
-      reservationTtlMs: 600_000,
-      prefix: `${prefix}:`,
-    });
-    const quota = withFailurePolicy(createRedisQuota({ redis: stack.redis, prefix, credits }), {
+    const { credits, quota: script } = redisAdmission(stack.redis, prefix, source);
+    const quota = withFailurePolicy(script, {
       failOpen: true,
       logger: createLogger({ level: "silent" }),
     });

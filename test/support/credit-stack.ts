@@ -1,7 +1,10 @@
 import type { ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, expect } from "vitest";
 import { connectRedis, createRedisClient, type RedisConnection } from "../../src/adapters/redis/client.js";
-import type { UsageEvent } from "../../src/domain/metering.js";
+import { createRedisCreditGate, type RedisCreditGate } from "../../src/adapters/redis/credit-gate.js";
+import { createRedisQuota } from "../../src/adapters/redis/quota.js";
+import type { Quota } from "../../src/domain/admission.js";
+import type { BalanceSource, UsageEvent } from "../../src/domain/metering.js";
 import { envoyCheckRequest, type outcome } from "./authz-client.js";
 import { settled } from "./budgets.js";
 import { freePort } from "./ports.js";
@@ -64,4 +67,24 @@ export function worstCaseEvents(
   worst: bigint,
 ): UsageEvent[] {
   return settled(admitted, accountId, worst, Date.now());
+}
+
+/**
+ * The Redis admission pair under `prefix`: a credit gate loading balances from `source` (reservations live 10
+ * minutes; `maxOpenPerAccount` as given, else the gate's default) and the combined hold script over it.
+ */
+export function redisAdmission(
+  redis: RedisConnection,
+  prefix: string,
+  source: BalanceSource,
+  maxOpenPerAccount?: number,
+): { credits: RedisCreditGate; quota: Quota } {
+  const credits = createRedisCreditGate({
+    redis,
+    source,
+    reservationTtlMs: 600_000,
+    prefix: `${prefix}:`,
+    ...(maxOpenPerAccount === undefined ? {} : { maxOpenPerAccount }),
+  });
+  return { credits, quota: createRedisQuota({ redis, prefix, credits }) };
 }

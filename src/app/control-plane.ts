@@ -4,6 +4,7 @@ import { createKeyCache, type KeyCache } from "../adapters/memory/key-cache.js";
 import type { KeyStore } from "../adapters/sql/key-store.js";
 import { keyBudgetStatus } from "../domain/budgets.js";
 import { createTokenBuckets } from "../domain/token-bucket.js";
+import { warmUpTokenEstimate } from "../domain/token-estimate.js";
 import { startGrantSweep } from "./grants.js";
 import { startMetering, takeAdmissionLease, type Metering } from "./metering.js";
 import type { Lease } from "../adapters/sql/coordination-store.js";
@@ -336,6 +337,8 @@ interface AuthzParts {
 async function startAuthz(start: Start, parts: AuthzParts): Promise<RunningGrpcServer> {
   const { config, logger, metrics } = start;
   const { rateLimiting, metering, catalogue } = parts;
+  // Before it listens: no Check pays the token estimate's one-time set-up (25 ms for the first CJK character).
+  warmUpTokenEstimate();
   // With Redis, one script decides a Check's rate limit and credit reservation (one command, one round trip).
   const quota =
     rateLimiting.redis && metering.redisCredits

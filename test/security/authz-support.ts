@@ -7,6 +7,7 @@ import { admit, type AdmissionDeps, type HoldRequest, type Quota } from "../../s
 import { compileSnapshot, type CatalogueModel } from "../../src/domain/catalogue.js";
 import type { ResolvedKey } from "../../src/domain/keys.js";
 import { nanos, parseUsdPerMillionTokens, type Nanos } from "../../src/domain/money.js";
+import { warmUpTokenEstimate } from "../../src/domain/token-estimate.js";
 import type { Verdict } from "../../src/domain/verdict.js";
 import { liftCheckRequest } from "../../src/dataplane/authz/check-request.js";
 import { envoyCheckRequest } from "../support/authz-client.js";
@@ -117,10 +118,12 @@ export const CHAT_OPEN = '{"model":"gpt-5.5","messages":[{"role":"user","content
 export const CHAT_CLOSE = '"}]}';
 
 /**
- * Compiles the Check path as a serving process has before the first attacker arrives: small chat bodies, then bodies
- * of 10 kB, 100 kB and 1 MB. A body's first sight still pays for everything about that body.
+ * Compiles the Check path as a serving process has before the first attacker arrives: the warm-up authz and each
+ * chat-reader thread run at start (warmUpTokenEstimate), small chat bodies, then bodies of 10 kB, 100 kB and 1 MB.
+ * A body's first sight still pays for everything about that body.
  */
 export async function warmUpAdmission(secret: string, deps: AdmissionDeps): Promise<void> {
+  warmUpTokenEstimate();
   for (let i = 0; i < 20; i++) await timedCheck(encodedCheck(secret, `${CHAT_OPEN}warm up ${i}${CHAT_CLOSE}`), deps);
   for (const size of [10_000, 100_000, 1_000_000])
     await timedCheck(encodedCheck(secret, bodyOfSize(size, CHAT_OPEN, "warm up ", CHAT_CLOSE)), deps);

@@ -3,6 +3,7 @@
 import { setPriority } from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
 import { readChat } from "../../domain/chat-request.js";
+import { warmUpTokenEstimate } from "../../domain/token-estimate.js";
 import type { ReadJob, ReadResult } from "./chat-reader-pool.js";
 
 const port = parentPort;
@@ -17,6 +18,9 @@ if (nice > 0) {
     // Not permitted here: reading goes on at the same priority.
   }
 }
+
+// Before the first job: no body waits behind the estimate's one-time set-up.
+warmUpTokenEstimate();
 
 port.on("message", (job: ReadJob) => {
   const servable = new Set(job.servable);

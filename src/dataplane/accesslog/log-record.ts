@@ -89,6 +89,8 @@ export const RESPONSE_FLAG_NAMES: ReadonlyArray<
 const FLAG_BY_FIELD = new Map(
   RESPONSE_FLAG_NAMES.map(([name, flag]) => [ResponseFlagsSchema.field[name]!.number, flag]),
 );
+/** [field number, short name] in field order, looked up once (an entry's flags are rendered from it). */
+const FLAG_FIELDS = RESPONSE_FLAG_NAMES.map(([name, flag]) => [ResponseFlagsSchema.field[name]!.number, flag] as const);
 const UNAUTHORIZED_FIELD = ResponseFlagsSchema.field.unauthorizedDetails!.number;
 
 /**
@@ -120,7 +122,8 @@ function readEntry(r: WireCursor, end: number): LogRecord {
   let requestId = "";
   let status = 0;
   let upstreamRequestSent = false;
-  let flags = new Set<number>();
+  // Most entries carry no flags: no set is made for them.
+  let flags: Set<number> | undefined;
   while (r.pos < end) {
     const field = r.field(end);
     if (field === F.common) {
@@ -141,7 +144,7 @@ function readEntry(r: WireCursor, end: number): LogRecord {
             r.skip(c);
             break;
           case F.responseFlags:
-            flags = readFlags(r, r.enter(c), flags);
+            flags = readFlags(r, r.enter(c), flags ?? new Set());
             break;
           case F.intermediate:
             intermediate = r.bool(c);
@@ -193,9 +196,7 @@ function readEntry(r: WireCursor, end: number): LogRecord {
     status,
     startMs,
     durationMs: duration ?? lastTxByte ?? 0,
-    responseFlags: RESPONSE_FLAG_NAMES.filter(([name]) => flags.has(ResponseFlagsSchema.field[name]!.number)).map(
-      ([, flag]) => flag,
-    ),
+    responseFlags: flags === undefined ? [] : FLAG_FIELDS.filter(([field]) => flags.has(field)).map(([, flag]) => flag),
     upstreamRequestSent,
   };
 }

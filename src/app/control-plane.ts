@@ -337,7 +337,7 @@ interface AuthzParts {
 async function startAuthz(start: Start, parts: AuthzParts): Promise<RunningGrpcServer> {
   const { config, logger, metrics } = start;
   const { rateLimiting, metering, catalogue } = parts;
-  // Before it listens: no Check pays the token estimate's one-time set-up (25 ms for the first CJK character).
+  // Before it listens: no Check pays the token estimate's one-time set-up.
   warmUpTokenEstimate();
   // With Redis, one script decides a Check's rate limit and credit reservation (one command, one round trip).
   const quota =

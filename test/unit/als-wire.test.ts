@@ -1,7 +1,13 @@
 import { create, fromBinary, toBinary, type JsonValue } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { AccessLogType, HTTPAccessLogEntrySchema } from "../../src/gen/envoy/data/accesslog/v3/accesslog_pb.js";
+import {
+  AccessLogCommonSchema,
+  AccessLogType,
+  HTTPAccessLogEntrySchema,
+  ResponseFlagsSchema,
+} from "../../src/gen/envoy/data/accesslog/v3/accesslog_pb.js";
 import { StreamAccessLogsMessageSchema } from "../../src/gen/envoy/service/accesslog/v3/als_pb.js";
 import { recordFromHttpEntry, UnreadableEntry } from "../../src/dataplane/accesslog/log-record.js";
 import { splitAlsMessage } from "../../src/dataplane/accesslog/als-service.js";
@@ -73,6 +79,29 @@ describe("recordFromHttpEntry reads an ALS entry's wire bytes as protobuf-es's f
       ),
     );
     agrees(toBinary(HTTPAccessLogEntrySchema, alsEntry({ accountId: "acct_1", usage: null, status: 402 })));
+  });
+
+  it("for response flags sent in several messages: they merge, and a flag's last value wins", () => {
+    const flagged = (responseFlags: Parameters<typeof create<typeof ResponseFlagsSchema>>[1]) =>
+      toBinary(HTTPAccessLogEntrySchema, create(HTTPAccessLogEntrySchema, { commonProperties: { responseFlags } }));
+    // proto3 never writes a false bool: this one is written by hand, as another encoder may.
+    const cleared = new BinaryWriter()
+      .tag(HTTPAccessLogEntrySchema.field.commonProperties!.number, WireType.LengthDelimited)
+      .fork()
+      .tag(AccessLogCommonSchema.field.responseFlags!.number, WireType.LengthDelimited)
+      .fork()
+      .tag(ResponseFlagsSchema.field.noHealthyUpstream!.number, WireType.Varint)
+      .bool(false)
+      .join()
+      .join()
+      .finish();
+    const bytes = Buffer.concat([
+      flagged({ noHealthyUpstream: true, streamIdleTimeout: true }),
+      flagged({ upstreamRequestTimeout: true, unauthorizedDetails: { reason: 1 } }),
+      cleared,
+    ]);
+    expect(recordFromHttpEntry(bytes).responseFlags).toEqual(["UT", "UAEX", "SI"]);
+    agrees(bytes);
   });
 
   it("for random entries: metadata Structs of every value kind, other namespaces, times, status, unread fields", () => {

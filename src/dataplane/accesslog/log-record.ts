@@ -86,11 +86,9 @@ export const RESPONSE_FLAG_NAMES: ReadonlyArray<
   ["dnsResolutionFailure", "DF"],
   ["downstreamRemoteReset", "DR"],
 ];
-const FLAG_BY_FIELD = new Map(
-  RESPONSE_FLAG_NAMES.map(([name, flag]) => [ResponseFlagsSchema.field[name]!.number, flag]),
-);
 /** [field number, short name] in field order, looked up once (an entry's flags are rendered from it). */
 const FLAG_FIELDS = RESPONSE_FLAG_NAMES.map(([name, flag]) => [ResponseFlagsSchema.field[name]!.number, flag] as const);
+const FLAG_BY_FIELD = new Map(FLAG_FIELDS);
 const UNAUTHORIZED_FIELD = ResponseFlagsSchema.field.unauthorizedDetails!.number;
 
 /**

@@ -19,7 +19,7 @@ if (nice > 0) {
   }
 }
 
-// Before the first job: no body waits behind the estimate's one-time set-up.
+// Before the first job is read (one sent meanwhile waits): no job pays the estimate's one-time set-up.
 warmUpTokenEstimate();
 
 port.on("message", (job: ReadJob) => {

@@ -1,0 +1,53 @@
+/**
+ * A fresh process, as authz or a chat-reader thread is when it starts, for test/unit/token-estimate-warm-up.test.ts,
+ * run under V8's --trace-regexp-tier-up: every regular-expression compilation V8 does is traced to stdout. Between
+ * two markers it estimates prompts in scripts that are not among the warm-up texts, after one ASCII prompt that
+ * compiles everything a one-byte string needs. argv: mode.
+ * mode "warm": in this thread, after warmUpTokenEstimate (what authz does before it listens).
+ * mode "cold": in this thread, without it.
+ * mode "reader": on a chat-reader worker thread (src/dataplane/authz/chat-reader-worker.ts), which warms up as it
+ * starts; each prompt is one job.
+ */
+import { once } from "node:events";
+import type { Worker } from "node:worker_threads";
+import { estimateChatPrompt, warmUpTokenEstimate } from "../../src/domain/token-estimate.js";
+import { workerFromModule } from "../../src/dataplane/worker-from-module.js";
+import type { ReadJob } from "../../src/dataplane/authz/chat-reader-pool.js";
+
+const FIRST = "hello world, how are you";
+/** Two-byte strings: any character outside Latin-1 makes one ("—" and "€" too). */
+const PROMPTS = [
+  "另一个测试 hello",
+  "안녕하세요 세계",
+  "สวัสดีชาวโลก",
+  "Γειά σου Κόσμε Привет мир",
+  "🎉 party 👍🏽",
+  "it’s 5 € — fine",
+];
+const chat = (content: string) => JSON.stringify({ model: "gpt-5.5", messages: [{ role: "user", content }] });
+
+const mode = process.argv[2];
+let estimate: (content: string) => Promise<unknown>;
+let reader: Worker | undefined;
+if (mode === "reader") {
+  const worker = workerFromModule(new URL("../../src/dataplane/authz/chat-reader-worker.ts", import.meta.url), {
+    workerData: { nice: 0 },
+  });
+  reader = worker;
+  let id = 0;
+  estimate = async (content) => {
+    const job: ReadJob = { id: ++id, body: { kind: "text", text: chat(content) }, servable: ["gpt-5.5"] };
+    worker.postMessage(job);
+    const [result] = await once(worker, "message");
+    return result;
+  };
+} else {
+  if (mode === "warm") warmUpTokenEstimate();
+  estimate = async (content) => estimateChatPrompt({ model: "gpt-5.5", messages: [{ role: "user", content }] });
+}
+
+await estimate(FIRST);
+process.stdout.write("=== first Checks\n");
+for (const content of PROMPTS) await estimate(content);
+process.stdout.write("=== end\n");
+await reader?.terminate();

@@ -12,7 +12,7 @@ import { once } from "node:events";
 import type { Worker } from "node:worker_threads";
 import { estimateChatPrompt, warmUpTokenEstimate } from "../../src/domain/token-estimate.js";
 import { workerFromModule } from "../../src/dataplane/worker-from-module.js";
-import type { ReadJob } from "../../src/dataplane/authz/chat-reader-pool.js";
+import type { ReadJob, ReadResult } from "../../src/dataplane/authz/chat-reader-pool.js";
 
 const FIRST = "hello world, how are you";
 /** Two-byte strings: any character outside Latin-1 makes one ("—" and "€" too). */
@@ -38,7 +38,10 @@ if (mode === "reader") {
   estimate = async (content) => {
     const job: ReadJob = { id: ++id, body: { kind: "text", text: chat(content) }, servable: ["gpt-5.5"] };
     worker.postMessage(job);
-    const [result] = await once(worker, "message");
+    const [result] = (await once(worker, "message")) as [ReadResult];
+    // A job refused, or read without its estimate (a model not servable), would make "no compilation" vacuous.
+    if (!("tokens" in result.read) || !(result.read.tokens!.prompt > 0))
+      throw new Error(`the reader did not estimate its job: ${JSON.stringify(result.read)}`);
     return result;
   };
 } else {

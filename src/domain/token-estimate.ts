@@ -1,6 +1,8 @@
 import { Buffer } from "node:buffer";
 import { hash } from "node:crypto";
-import { countTokens } from "gpt-tokenizer/encoding/o200k_base";
+import { BytePairEncodingCore } from "gpt-tokenizer/esm/BytePairEncodingCore";
+import o200kRanks from "gpt-tokenizer/esm/bpeRanks/o200k_base";
+import { createO200KSpecialTokenMap } from "gpt-tokenizer/esm/encodingParams/o200k_base";
 
 /** Tokens OpenAI adds around every chat message (role and separators), per the OpenAI cookbook's counting rule. */
 const TOKENS_PER_MESSAGE = 3;
@@ -8,9 +10,6 @@ const TOKENS_PER_MESSAGE = 3;
 const TOKENS_PER_NAME = 1;
 /** Every reply is primed with `<|start|>assistant<|message|>`. */
 const REPLY_PRIMING_TOKENS = 3;
-
-/** Client text such as "<|endoftext|>" is ordinary text to a chat API, never a special token (and never a throw). */
-const AS_TEXT = { disallowedSpecial: new Set<string>() };
 
 /**
  * o200k_base's pre-tokenizer (tiktoken's pattern). Byte-pair merges never cross its pieces, so a text's tokens are
@@ -24,6 +23,24 @@ const PIECES = new RegExp(
     String.raw`|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+`,
   "gu",
 );
+
+/**
+ * gpt-tokenizer's o200k_base byte-pair merges, applied to one piece of PIECES at a time: its splitter hands the piece
+ * back whole. Its own splitter (String.prototype.matchAll) would copy its pattern on every call, and V8 keeps a
+ * pattern's compiled code in a cache that forgets it after two full garbage collections in which the pattern was not
+ * copied: a Check after a quiet spell would then pay a 121 kB compilation. PIECES is one long-lived object, and V8
+ * keeps its code. Allowing no special token makes client text such as "<|endoftext|>" ordinary text, as it is to a
+ * chat API (never a special token, never a throw).
+ */
+const merges = new BytePairEncodingCore({
+  bytePairRankDecoder: o200kRanks,
+  specialTokensEncoder: createO200KSpecialTokenMap(),
+  tokenSplitRegex: { [Symbol.matchAll]: (piece: string) => [[piece]] } as unknown as RegExp,
+});
+const NO_SPECIAL_TOKENS = new Set<string>();
+
+/** The o200k tokens of one piece of PIECES. */
+const pieceTokens = (piece: string) => merges.countNative(piece, NO_SPECIAL_TOKENS);
 
 /** Pieces longer than this are counted as their UTF-8 bytes (every o200k token is at least one byte) instead of merged. */
 const MAX_PIECE_LENGTH = 64;
@@ -76,7 +93,7 @@ export function utf8Length(text: string): number {
  * `estimateTextTokens`, whose work is bounded.
  */
 export function countTextTokens(text: string): number {
-  return text.length === 0 ? 0 : countTokens(text, AS_TEXT);
+  return sumPieces(text, pieceTokens);
 }
 
 /**
@@ -112,34 +129,36 @@ export function estimateTextTokens(text: string, budget: TokenBudget): number {
 }
 
 function countPieces(text: string, budget: TokenBudget): { tokens: number; exact: boolean } {
-  let tokens = 0;
   let exact = true;
+  const tokens = sumPieces(text, (piece) => {
+    if (piece.length > MAX_PIECE_LENGTH) return utf8Length(piece);
+    const known = pieceCache.get(piece);
+    if (known !== undefined) return known;
+    if (budget.merge < piece.length + MERGE_CALL_COST) {
+      exact = false;
+      return utf8Length(piece);
+    }
+    budget.merge -= piece.length + MERGE_CALL_COST;
+    const counted = pieceTokens(piece);
+    remember(pieceCache, PIECE_CACHE_MAX_ENTRIES, piece, counted);
+    return counted;
+  });
+  return { tokens, exact };
+}
+
+/** The sum of `count` over the pieces of `text`, in order. */
+function sumPieces(text: string, count: (piece: string) => number): number {
+  let tokens = 0;
   let at = 0;
   PIECES.lastIndex = 0;
   for (let match = PIECES.exec(text); match !== null; match = PIECES.exec(text)) {
-    const piece = match[0];
     // Every character matches some alternative; a gap would be text the tokenizer drops, counted high all the same.
     if (match.index !== at) tokens += utf8Length(text.slice(at, match.index));
     at = PIECES.lastIndex;
-    if (piece.length > MAX_PIECE_LENGTH) {
-      tokens += utf8Length(piece);
-      continue;
-    }
-    const known = pieceCache.get(piece);
-    if (known !== undefined) {
-      tokens += known;
-    } else if (budget.merge >= piece.length + MERGE_CALL_COST) {
-      budget.merge -= piece.length + MERGE_CALL_COST;
-      const counted = countTokens(piece, AS_TEXT);
-      remember(pieceCache, PIECE_CACHE_MAX_ENTRIES, piece, counted);
-      tokens += counted;
-    } else {
-      exact = false;
-      tokens += utf8Length(piece);
-    }
+    tokens += count(match[0]);
   }
   if (at < text.length) tokens += utf8Length(text.slice(at));
-  return { tokens, exact };
+  return tokens;
 }
 
 /**

@@ -7,8 +7,12 @@
  * mode "cold": in this thread, without it.
  * mode "reader": on a chat-reader worker thread (src/dataplane/authz/chat-reader-worker.ts), which warms up as it
  * starts; each prompt is one job.
+ * mode "collected": as "warm", and two full garbage collections before each prompt, with no estimate between them
+ * (what a process that receives only large bodies, or none, for a while goes through).
  */
 import { once } from "node:events";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import type { Worker } from "node:worker_threads";
 import { estimateChatPrompt, warmUpTokenEstimate } from "../../src/domain/token-estimate.js";
 import { workerFromModule } from "../../src/dataplane/worker-from-module.js";
@@ -43,6 +47,15 @@ if (mode === "reader") {
     if (!("tokens" in result.read) || !(result.read.tokens!.prompt > 0))
       throw new Error(`the reader did not estimate its job: ${JSON.stringify(result.read)}`);
     return result;
+  };
+} else if (mode === "collected") {
+  warmUpTokenEstimate();
+  setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc") as () => void;
+  estimate = async (content) => {
+    gc();
+    gc();
+    return estimateChatPrompt({ model: "gpt-5.5", messages: [{ role: "user", content }] });
   };
 } else {
   if (mode === "warm") warmUpTokenEstimate();

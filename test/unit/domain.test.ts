@@ -105,4 +105,18 @@ describe("token counting cache", () => {
       { numRuns: 300 },
     );
   });
+
+  // The estimate counts a piece longer than 64 characters as its bytes (an upper bound), so it is exact for the short.
+  it("counts text in any script as gpt-tokenizer does; the estimate is exact for short texts, never under", async () => {
+    const { countTokens } = await import("gpt-tokenizer/encoding/o200k_base");
+    const { countTextTokens, estimateTextTokens, tokenBudget } = await import("../../src/domain/token-estimate.js");
+    fc.assert(
+      fc.property(fc.string({ unit: "grapheme", minLength: 0, maxLength: 200 }), (text) => {
+        const expected = countTokens(text);
+        const estimate = estimateTextTokens(text, tokenBudget());
+        return countTextTokens(text) === expected && (text.length <= 64 ? estimate === expected : estimate >= expected);
+      }),
+      { numRuns: 300 },
+    );
+  });
 });

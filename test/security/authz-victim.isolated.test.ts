@@ -227,6 +227,9 @@ describe("authz: a victim tenant is served while attackers send 1 MiB bodies", (
       TOLLGATE_PROVIDER_OPENAI_API_KEY: "test-openai",
       TOLLGATE_DATABASE_URL: target.url,
       TOLLGATE_SIGNING_SECRET: "victim-signing-secret-0123456789abcdef",
+      // No meter runs, so every allowed Check's reservation stays open until the test ends: up to 20 rounds of 600
+      // victim Checks pass the default bound (10,000 per account), which would refuse the victim in a late round.
+      TOLLGATE_CREDITS_MAX_OPEN_RESERVATIONS_PER_ACCOUNT: "1000000",
     });
   }, 120_000);
   afterAll(async () => {

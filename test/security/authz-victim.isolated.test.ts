@@ -337,8 +337,9 @@ describe("authz: a victim tenant is served while attackers send 1 MiB bodies", (
       [process.pid, server, attackers.child.pid!, victim.child.pid!].reduce((t, pid) => t + processCpuMs(pid), 0);
     // The pace the judged round's attackers must keep: half or more of what they keep alone at normal priority, so
     // running their client under SCHED_IDLE did not thin the attack. The victim's own load (its client and its Checks)
-    // takes a share of the two cores: 61-100% of the pace was kept in the runs measured (61-63% in CI on 2026-12-02,
-    // where 6-11% of the VM's time was stolen by the host; 2/3 was the bar then, and it failed that run).
+    // takes a share of the two cores: 56-100% of the pace was kept in the runs measured (56-84% in a slow phase of
+    // this VM, 61-63% in CI on 2026-12-02 with 6-11% of its time stolen by the host; 2/3 was the bar then, and it
+    // failed that run).
     const pace = attackOnly.perSecond / 2;
     // A round counts when the victim's p99 is under the bound and the attack was at full strength throughout it: every
     // shape answered again and again, at the pace above. A round that misses either is retried (the attack goes on).

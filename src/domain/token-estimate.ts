@@ -28,9 +28,11 @@ const PIECES = new RegExp(
  * gpt-tokenizer's o200k_base byte-pair merges, applied to one piece of PIECES at a time: its splitter hands the piece
  * back whole. Its own splitter (String.prototype.matchAll) would copy its pattern on every call, and V8 keeps a
  * pattern's compiled code in a cache that forgets it after two full garbage collections in which the pattern was not
- * copied: a Check after a quiet spell would then pay a 121 kB compilation. PIECES is one long-lived object, and V8
- * keeps its code. Allowing no special token makes client text such as "<|endoftext|>" ordinary text, as it is to a
- * chat API (never a special token, never a throw).
+ * copied: a Check after a quiet spell would then pay the pattern's whole compilation. PIECES is one long-lived object,
+ * and V8 keeps its code. The splitter is not a RegExp: BytePairEncodingCore only calls `text.matchAll(splitter)`, which
+ * calls the splitter's Symbol.matchAll (the version is pinned, and test/unit/domain.test.ts compares every count with
+ * gpt-tokenizer's own). Allowing no special token makes client text such as "<|endoftext|>" ordinary text, as it is to
+ * a chat API (never a special token, never a throw).
  */
 const merges = new BytePairEncodingCore({
   bytePairRankDecoder: o200kRanks,
@@ -156,16 +158,18 @@ function sumPieces(text: string, count: (piece: string) => number): number {
     if (match.index !== at) tokens += utf8Length(text.slice(at, match.index));
     at = PIECES.lastIndex;
     tokens += count(match[0]);
+    // PIECES is shared: a `count` that scanned another text must not send this scan back to its start.
+    PIECES.lastIndex = at;
   }
   if (at < text.length) tokens += utf8Length(text.slice(at));
   return tokens;
 }
 
 /**
- * Texts that take the estimate through its one-time set-up: the tokenizer's tables (its first call), and the
- * pre-tokenizer pattern, which V8 compiles on first use (interpreted for one run, then to machine code) and again for
- * the first string of its other representation: one byte per character for ASCII and Latin-1 text, two for any text
- * with a character outside Latin-1 (CJK, emoji, and also "—" or "€").
+ * Texts that take the estimate through its one-time set-up: the merges' first calls, and the pre-tokenizer pattern,
+ * which V8 compiles on first use (interpreted for one run, then to machine code) and again for the first string of
+ * its other representation: one byte per character for ASCII and Latin-1 text, two for any text with a character
+ * outside Latin-1 (CJK, emoji, and also "—" or "€").
  */
 const WARM_UP_TEXTS = ["Hello, world! It's 2026: a warm-up.", "中文 😀 e\u0301 ǅ ⅷ 𝔘 مرحبا — €"];
 

@@ -19,8 +19,8 @@ const CHECK_CPU_MS = 50;
 /**
  * How many more times a body decided over the bound is decided, each time on a fresh decider (a new isolate, warmed
  * up as a serving process is, so its first decision is again a first sight): a VM's slow minute inflates CPU time
- * too (this suite's worst read 42.5 ms on a CI VM running at about half this VM's speed, the same body 33 ms here),
- * while a body whose work is not bounded stays over the bound every time.
+ * too (README, Security), while a body whose work is not bounded stays over the bound every time. Every decision,
+ * retried or not, must be an answer (never a 503 or a throw), and the log prints what each retry first measured.
  */
 const RETRIES = 2;
 
@@ -128,8 +128,10 @@ describe("authz: fuzzed bodies up to the body limit", () => {
         const fresh = await startDecider();
         try {
           const again = await fresh.decide(recipe, rich);
-          for (const [sight, { cpuMs }] of again.decisions.entries())
+          for (const [sight, { outcome, cpuMs }] of again.decisions.entries()) {
+            expect(outcome, "a retried decision").not.toBe("unavailable");
             least[sight]!.cpuMs = Math.min(least[sight]!.cpuMs, cpuMs);
+          }
         } finally {
           await fresh.stop();
         }

@@ -335,14 +335,13 @@ describe("authz: a victim tenant is served while attackers send 1 MiB bodies", (
     const roundRates: number[] = [];
     const ours = () =>
       [process.pid, server, attackers.child.pid!, victim.child.pid!].reduce((t, pid) => t + processCpuMs(pid), 0);
-    // The pace the judged round's attackers must keep: half or more of what they keep alone at normal priority, so
-    // running their client under SCHED_IDLE did not thin the attack. The victim's own load (its client and its Checks)
-    // takes a share of the two cores: 56-100% of the pace was kept in the runs measured (56-84% in a slow phase of
-    // this VM, 61-63% in CI on 2026-12-02 with 6-11% of its time stolen by the host; 2/3 was the bar then, and it
-    // failed that run).
+    // The pace the judged round's attackers must keep, averaged over the round: half or more of what they keep alone
+    // at normal priority, so running their client under SCHED_IDLE did not thin the attack. The victim's own load (its
+    // client and its Checks) takes a share of the two cores, more in a slow phase of the VM (README, Security, has the
+    // shares measured; a bar of two thirds failed CI in a round whose p99 held).
     const pace = attackOnly.perSecond / 2;
-    // A round counts when the victim's p99 is under the bound and the attack was at full strength throughout it: every
-    // shape answered again and again, at the pace above. A round that misses either is retried (the attack goes on).
+    // A round counts when the victim's p99 is under the bound and the round was attacked: every shape answered again
+    // and again, at the pace above. A round that misses either is retried (the attack goes on).
     const judged = (i: number) =>
       percentile(rounds[i]!, 99) < VICTIM_P99_MS &&
       roundRates[i]! >= pace &&
@@ -372,7 +371,7 @@ describe("authz: a victim tenant is served while attackers send 1 MiB bodies", (
     await victim.stop();
     const counts = JSON.parse(attackers.lines.at(-1)!) as AttackCounts;
     const during = after.perRequest.map((n, i) => n - before.perRequest[i]!);
-    const best = rounds.at(-1)!;
+    const judgedRound = rounds.at(-1)!;
     const show = (sorted: number[]) =>
       `min ${sorted[0]!.toFixed(2)} median ${percentile(sorted, 50).toFixed(2)} p99 ${percentile(sorted, 99).toFixed(2)} max ${sorted.at(-1)!.toFixed(2)} ms (${sorted.length} Checks)`;
     console.log(
@@ -413,8 +412,8 @@ describe("authz: a victim tenant is served while attackers send 1 MiB bodies", (
       `event-loop CPU per attacker Check: tollgate against a server that only lifts the same Checks (${transportCpuMs.toFixed(2)} ms)`,
     ).toBeLessThan(3 * transportCpuMs);
     expect(
-      percentile(best, 99),
-      `victim p99 in its best round; receiving alone took ${(ATTACKERS * transportCpuMs).toFixed(1)} ms of event-loop CPU for one Check per attacker here, tollgate ${(ATTACKERS * perAttackerCpuMs).toFixed(1)} ms`,
+      percentile(judgedRound, 99),
+      `victim p99 in its last round (the first that counted, or the ${ROUNDS}th); receiving alone took ${(ATTACKERS * transportCpuMs).toFixed(1)} ms of event-loop CPU for one Check per attacker here, tollgate ${(ATTACKERS * perAttackerCpuMs).toFixed(1)} ms`,
     ).toBeLessThan(VICTIM_P99_MS);
     // 20 rounds of 3 s (longer when Checks are slow: the victim's are counted, not timed) and 19 pauses of 5 s.
   }, 420_000);

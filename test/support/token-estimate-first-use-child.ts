@@ -9,6 +9,8 @@
  * starts; each prompt is one job.
  * mode "collected": as "warm", and two full garbage collections before each prompt, with no estimate between them
  * (what a process that receives only large bodies, or none, for a while goes through).
+ * mode "collected-library": as "collected", counting each prompt with gpt-tokenizer's own countTokens, which splits
+ * with String.prototype.matchAll (the control: the collections do make V8 forget a pattern it copies on each call).
  */
 import { once } from "node:events";
 import { setFlagsFromString } from "node:v8";
@@ -48,14 +50,21 @@ if (mode === "reader") {
       throw new Error(`the reader did not estimate its job: ${JSON.stringify(result.read)}`);
     return result;
   };
-} else if (mode === "collected") {
+} else if (mode === "collected" || mode === "collected-library") {
+  const { countTokens } = await import("gpt-tokenizer/encoding/o200k_base");
   warmUpTokenEstimate();
+  const count = (content: string) =>
+    mode === "collected"
+      ? estimateChatPrompt({ model: "gpt-5.5", messages: [{ role: "user", content }] })
+      : countTokens(content);
+  count(FIRST);
+  count(PROMPTS.join(" "));
   setFlagsFromString("--expose-gc");
   const gc = runInNewContext("gc") as () => void;
   estimate = async (content) => {
     gc();
     gc();
-    return estimateChatPrompt({ model: "gpt-5.5", messages: [{ role: "user", content }] });
+    return count(content);
   };
 } else {
   if (mode === "warm") warmUpTokenEstimate();

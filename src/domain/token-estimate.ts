@@ -30,7 +30,7 @@ const PIECES = new RegExp(
  * pattern's compiled code in a cache that forgets it after two full garbage collections in which the pattern was not
  * copied: a Check after a quiet spell would then pay the pattern's whole compilation. PIECES is one long-lived object,
  * and V8 keeps its code. The splitter is not a RegExp: BytePairEncodingCore only calls `text.matchAll(splitter)`, which
- * calls the splitter's Symbol.matchAll (the version is pinned, and test/unit/domain.test.ts compares every count with
+ * calls the splitter's Symbol.matchAll (the version is pinned, and test/unit/domain.test.ts compares counts with
  * gpt-tokenizer's own). Allowing no special token makes client text such as "<|endoftext|>" ordinary text, as it is to
  * a chat API (never a special token, never a throw).
  */
@@ -44,7 +44,7 @@ const NO_SPECIAL_TOKENS = new Set<string>();
 /** The o200k tokens of one piece of PIECES. */
 const pieceTokens = (piece: string) => merges.countNative(piece, NO_SPECIAL_TOKENS);
 
-/** Pieces longer than this are counted as their UTF-8 bytes (every o200k token is at least one byte) instead of merged. */
+/** Pieces longer than this count as their UTF-8 bytes (every o200k token is at least one byte) instead of merged. */
 const MAX_PIECE_LENGTH = 64;
 /** Characters of text one estimate may run through the pre-tokenizer; texts that do not fit count as bytes. */
 const SCAN_BUDGET = 32 * 1024;
@@ -148,7 +148,7 @@ function countPieces(text: string, budget: TokenBudget): { tokens: number; exact
   return { tokens, exact };
 }
 
-/** The sum of `count` over the pieces of `text`, in order. */
+/** The sum of `count` over the pieces of `text`, in order. `count` must not scan with PIECES: this scan owns it. */
 function sumPieces(text: string, count: (piece: string) => number): number {
   let tokens = 0;
   let at = 0;
@@ -158,8 +158,6 @@ function sumPieces(text: string, count: (piece: string) => number): number {
     if (match.index !== at) tokens += utf8Length(text.slice(at, match.index));
     at = PIECES.lastIndex;
     tokens += count(match[0]);
-    // PIECES is shared: a `count` that scanned another text must not send this scan back to its start.
-    PIECES.lastIndex = at;
   }
   if (at < text.length) tokens += utf8Length(text.slice(at));
   return tokens;

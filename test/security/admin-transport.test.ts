@@ -90,7 +90,17 @@ interface Upload {
   error?: string;
 }
 
-/** POSTs `total` bytes (64 KiB writes, honouring backpressure) and stops writing as soon as a response arrives. */
+/**
+ * Past this many bytes an upload waits a millisecond after each write (64 MB/s at most): over loopback a client can
+ * hand 50 MB to the kernel in less time than a loaded machine takes to schedule the server's answer, and the answer
+ * would then look as if it waited for the body. A server that does wait for the body still answers only after it.
+ */
+const PACED_AFTER_BYTES = MiB;
+
+/**
+ * POSTs `total` bytes (64 KiB writes, honouring backpressure, paced past PACED_AFTER_BYTES) and stops writing as soon
+ * as a response arrives.
+ */
 function upload(port: number, headers: Record<string, string>, total: number, declareLength: boolean): Promise<Upload> {
   return new Promise((resolve) => {
     const req = http.request({
@@ -130,6 +140,7 @@ function upload(port: number, headers: Record<string, string>, total: number, de
         const more = req.write(piece);
         written += piece.length;
         if (!more) await new Promise<void>((r) => ((wake = r), req.once("drain", r)));
+        if (written >= PACED_AFTER_BYTES) await new Promise((r) => setTimeout(r, 1));
       }
       if (!stopped) req.end();
     })();

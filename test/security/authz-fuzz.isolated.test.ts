@@ -20,7 +20,8 @@ const CHECK_CPU_MS = 50;
  * How many more times a body decided over the bound is decided, each time on a fresh decider (a new isolate, warmed
  * up as a serving process is, so its first decision is again a first sight): a VM's slow minute inflates CPU time
  * too (README, Security), while a body whose work is not bounded stays over the bound every time. Every decision,
- * retried or not, must be an answer (never a 503 or a throw), and the log prints what each retry first measured.
+ * retried or not, must be an answer (never a 503 or a throw), and the log prints, for each retried body, its first
+ * decisions' CPU and the least after its retries.
  */
 const RETRIES = 2;
 

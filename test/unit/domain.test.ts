@@ -108,7 +108,7 @@ describe("token counting cache", () => {
 
   // The estimate counts a piece longer than 64 characters as its bytes (an upper bound), so it is exact for the short.
   // gpt-tokenizer's count with no special token disallowed reads "<|endoftext|>" as text, as the estimate does.
-  it("counts text in any script as gpt-tokenizer does; the estimate is exact for short texts, never under", async () => {
+  it("counts text in any script as gpt-tokenizer does; the estimate is exact for short text, never under", async () => {
     const { countTokens } = await import("gpt-tokenizer/encoding/o200k_base");
     const { countTextTokens, estimateTextTokens, tokenBudget } = await import("../../src/domain/token-estimate.js");
     const agrees = (text: string) => {

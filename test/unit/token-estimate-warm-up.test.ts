@@ -1,6 +1,6 @@
 // The token estimate's pre-tokenizer pattern is compiled by V8 on first use, and again for the first two-byte string
 // (any character outside Latin-1 makes one: CJK, emoji, "—", "€"): without a warm-up, that compilation fell on a
-// Check (figures in README, Benchmarks). authz warms the estimate up before it listens and each chat-reader thread as it
+// Check (README, Security model). authz warms the estimate up before it listens and each chat-reader thread as it
 // starts; V8's own trace shows that no first estimate then compiles a pattern.
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -26,7 +26,7 @@ function compilationsDuringFirstChecks(mode: "warm" | "cold" | "reader" | "colle
 }
 
 describe("token estimate warm-up", () => {
-  it("without it, a process's first two-byte prompt compiles a pattern (the trace sees what the others look for)", () => {
+  it("without it, a process's first two-byte prompt compiles a pattern (the trace sees what others look for)", () => {
     expect(compilationsDuringFirstChecks("cold").length).toBeGreaterThan(0);
   });
 

@@ -33,6 +33,9 @@ const PROMPTS = [
 const chat = (content: string) => JSON.stringify({ model: "gpt-5.5", messages: [{ role: "user", content }] });
 
 const mode = process.argv[2];
+// A mistyped mode would otherwise run as "cold" and pass or fail for the wrong reason.
+if (!["warm", "cold", "reader", "collected", "collected-library"].includes(mode ?? ""))
+  throw new Error(`unknown mode ${mode}`);
 let estimate: (content: string) => Promise<unknown>;
 let reader: Worker | undefined;
 if (mode === "reader") {

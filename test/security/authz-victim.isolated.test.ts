@@ -30,6 +30,8 @@ const ATTACK_MS = 3_000;
 const ROUNDS = 40;
 const ROUND_PAUSE_MS = 5_000;
 const VICTIM_GAP_MS = 5;
+/** The test's own timeout: the attackers' safety net too (a net of 200 s stopped them in round 25 of 40 in CI). */
+const TEST_TIMEOUT_MS = 720_000;
 const LARGEST = BODY_LIMIT - 1;
 const MODEL = "gpt-5.5";
 
@@ -171,7 +173,11 @@ async function startAttackers(address: string, file: string, background = true) 
   // A safety net only: closing stdin stops the attackers. Rounds on a slow machine take longer than ATTACK_MS (the
   // victim's Checks are counted, not timed), and a round after the attackers stopped would measure nothing.
   // Attackers sit on other machines: their client's CPU is not the server's to compete with (SCHED_IDLE).
-  const attackers = startChild("authz-attack-loop.ts", [address, file, String(ATTACKERS), String(200_000)], background);
+  const attackers = startChild(
+    "authz-attack-loop.ts",
+    [address, file, String(ATTACKERS), String(TEST_TIMEOUT_MS)],
+    background,
+  );
   expect(await attackers.nextLine()).toBe("running");
   const counts = async () => JSON.parse(await attackers.ask("count")) as AttackCounts;
   return { ...attackers, counts };
@@ -247,174 +253,184 @@ describe("authz: a victim tenant is served while attackers send 1 MiB bodies", (
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it(`the victim's Check p99 stays under ${VICTIM_P99_MS} ms while ${ATTACKERS} attackers loop on the costliest bodies`, async () => {
-    const server = authz.child.pid!;
-    const address = authz.address;
-    const bodies = attackBodies();
-    const frames: Buffer[] = [];
-    const frame = (bytes: Uint8Array) => {
-      const length = Buffer.alloc(4);
-      length.writeUInt32BE(bytes.length);
-      return [length, Buffer.from(bytes)];
-    };
-    for (const [i, [name, body]] of Object.entries(bodies).entries()) {
-      expect(Buffer.byteLength(body), name).toBe(LARGEST);
-      const request = envoyCheckRequest({
-        headers: { authorization: `Bearer ${secrets[i + 1]}` },
-        body: new TextEncoder().encode(body),
+  it(
+    `the victim's Check p99 stays under ${VICTIM_P99_MS} ms while ${ATTACKERS} attackers loop on the costliest bodies`,
+    async () => {
+      const server = authz.child.pid!;
+      const address = authz.address;
+      const bodies = attackBodies();
+      const frames: Buffer[] = [];
+      const frame = (bytes: Uint8Array) => {
+        const length = Buffer.alloc(4);
+        length.writeUInt32BE(bytes.length);
+        return [length, Buffer.from(bytes)];
+      };
+      for (const [i, [name, body]] of Object.entries(bodies).entries()) {
+        expect(Buffer.byteLength(body), name).toBe(LARGEST);
+        const request = envoyCheckRequest({
+          headers: { authorization: `Bearer ${secrets[i + 1]}` },
+          body: new TextEncoder().encode(body),
+          asBytes: true,
+        });
+        const decided = outcome(await authz.client.check(request));
+        expect(decided.allowed, `${name}: ${decided.body}`).toBe(true);
+        frames.push(...frame(toBinary(CheckRequestSchema, request)));
+      }
+      const file = join(dir, "requests.bin");
+      writeFileSync(file, Buffer.concat(frames));
+
+      const victimRequest = envoyCheckRequest({
+        headers: { authorization: `Bearer ${secrets[0]}` },
+        body: JSON.stringify({
+          model: MODEL,
+          max_tokens: 64,
+          messages: [
+            { role: "system", content: "You are terse." },
+            { role: "user", content: "Say hello" },
+          ],
+        }),
         asBytes: true,
       });
-      const decided = outcome(await authz.client.check(request));
-      expect(decided.allowed, `${name}: ${decided.body}`).toBe(true);
-      frames.push(...frame(toBinary(CheckRequestSchema, request)));
-    }
-    const file = join(dir, "requests.bin");
-    writeFileSync(file, Buffer.concat(frames));
-
-    const victimRequest = envoyCheckRequest({
-      headers: { authorization: `Bearer ${secrets[0]}` },
-      body: JSON.stringify({
-        model: MODEL,
-        max_tokens: 64,
-        messages: [
-          { role: "system", content: "You are terse." },
-          { role: "user", content: "Say hello" },
-        ],
-      }),
-      asBytes: true,
-    });
-    const victimFile = join(dir, "victim.bin");
-    writeFileSync(victimFile, toBinary(CheckRequestSchema, victimRequest));
-    const victim = startChild("authz-victim-loop.ts", [address, victimFile]);
-    expect(await victim.nextLine()).toBe("ready");
-    const victimRun = async (ms: number) => {
-      const { latencies, refused } = JSON.parse(await victim.ask(`run ${ms} ${VICTIM_GAP_MS}`)) as {
-        latencies: number[];
-        refused: string[];
+      const victimFile = join(dir, "victim.bin");
+      writeFileSync(victimFile, toBinary(CheckRequestSchema, victimRequest));
+      const victim = startChild("authz-victim-loop.ts", [address, victimFile]);
+      expect(await victim.nextLine()).toBe("ready");
+      const victimRun = async (ms: number) => {
+        const { latencies, refused } = JSON.parse(await victim.ask(`run ${ms} ${VICTIM_GAP_MS}`)) as {
+          latencies: number[];
+          refused: string[];
+        };
+        // Every victim Check is allowed, in time: one Envoy would have timed out (1 s) fails the test, whatever round.
+        expect(refused, "the victim's Checks are allowed").toEqual([]);
+        return latencies;
       };
-      // Every victim Check is allowed, in time: one Envoy would have timed out (1 s) fails the test, whatever round.
-      expect(refused, "the victim's Checks are allowed").toEqual([]);
-      return latencies;
-    };
-    await victimRun(1_000);
-    // What authz's event loop (its process' main thread) spends per victim Check alone.
-    const cpu = mainThreadCpuMs(server);
-    const alone = await victimRun(1_000);
-    const victimCpuMs = (mainThreadCpuMs(server) - cpu) / alone.length;
+      await victimRun(1_000);
+      // What authz's event loop (its process' main thread) spends per victim Check alone.
+      const cpu = mainThreadCpuMs(server);
+      const alone = await victimRun(1_000);
+      const victimCpuMs = (mainThreadCpuMs(server) - cpu) / alone.length;
 
-    // What receiving these Checks costs an event loop by itself (HTTP/2, grpc-js, lifting the request), on this
-    // machine now: the same attackers against a server process that lifts each CheckRequest as authz does and
-    // answers OK.
-    const transport = startChild("authz-transport-floor.ts", []);
-    const transportPort = Number(await transport.nextLine());
-    const floor = await startAttackers(`127.0.0.1:${transportPort}`, file);
-    const transportCpuMs = (await attackersAlone(transport.child.pid!, floor.counts)).cpuMs;
-    await floor.stop();
-    await transport.stop();
+      // What receiving these Checks costs an event loop by itself (HTTP/2, grpc-js, lifting the request), on this
+      // machine now: the same attackers against a server process that lifts each CheckRequest as authz does and
+      // answers OK.
+      const transport = startChild("authz-transport-floor.ts", []);
+      const transportPort = Number(await transport.nextLine());
+      const floor = await startAttackers(`127.0.0.1:${transportPort}`, file);
+      const transportCpuMs = (await attackersAlone(transport.child.pid!, floor.counts)).cpuMs;
+      await floor.stop();
+      await transport.stop();
 
-    // The attackers alone, their client at normal priority (as on a machine of its own): the event loop's CPU per
-    // attacker Check (a victim's Check waits behind at most one per attacker), and the pace the judged round keeps.
-    const unhurried = await startAttackers(address, file, false);
-    const attackOnly = await attackersAlone(server, unhurried.counts);
-    await unhurried.stop();
-    const perAttackerCpuMs = attackOnly.cpuMs;
+      // The attackers alone, their client at normal priority (as on a machine of its own): the event loop's CPU per
+      // attacker Check (a victim's Check waits behind at most one per attacker), and the pace the judged round keeps.
+      const unhurried = await startAttackers(address, file, false);
+      const attackOnly = await attackersAlone(server, unhurried.counts);
+      await unhurried.stop();
+      const perAttackerCpuMs = attackOnly.cpuMs;
 
-    const attackers = await startAttackers(address, file);
-    const attackerCounts = attackers.counts;
+      const attackers = await startAttackers(address, file);
+      const attackerCounts = attackers.counts;
 
-    // A wall-clock percentile on a shared 2-core VM also measures its other tenants and the host: up to ROUNDS rounds,
-    // and the bound must hold in one (the failure message says how much of it receiving the attacks alone took).
-    const before = await attackerCounts();
-    const attackStarted = performance.now();
-    // Each round also records what the rest of the machine took meanwhile, so a failure says whether it was busy.
-    const rounds: number[][] = [];
-    const roundLoads: string[] = [];
-    // Attacker Checks answered per shape during each round: the round that passes must have been under attack.
-    const roundAttacks: number[][] = [];
-    // Attacker Checks answered per second in each round.
-    const roundRates: number[] = [];
-    const ours = () =>
-      [process.pid, server, attackers.child.pid!, victim.child.pid!].reduce((t, pid) => t + processCpuMs(pid), 0);
-    // The pace the judged round's attackers must keep, averaged over the round: half or more of what they keep alone
-    // at normal priority, so running their client under SCHED_IDLE did not thin the attack. The victim's own load (its
-    // client and its Checks) takes a share of the two cores, more in a slow phase of the VM (README, Security, has the
-    // shares measured; a bar of two thirds failed CI in a round whose p99 held).
-    const pace = attackOnly.perSecond / 2;
-    // A round counts when the victim's p99 is under the bound and the round was attacked: every shape answered again
-    // and again, at the pace above. A round that misses either is retried (the attack goes on).
-    const judged = (i: number) =>
-      percentile(rounds[i]!, 99) < VICTIM_P99_MS &&
-      roundRates[i]! >= pace &&
-      roundAttacks[i]!.every((answered) => answered >= 10);
-    while (rounds.length < ROUNDS && (rounds.length === 0 || !judged(rounds.length - 1))) {
-      if (rounds.length > 0) await new Promise((resolve) => setTimeout(resolve, ROUND_PAUSE_MS));
-      const loop = mainThreadSchedMs(server);
-      const roundBefore = await attackerCounts();
-      const machine = machineCpuMs();
-      const oursBefore = ours();
-      const started = performance.now();
-      rounds.push(await victimRun(ATTACK_MS));
-      const wall = performance.now() - started;
-      const after = machineCpuMs();
-      const roundAfter = await attackerCounts();
-      roundAttacks.push(roundAfter.perRequest.map((n, i) => n - roundBefore.perRequest[i]!));
-      roundRates.push(((roundAfter.answered - roundBefore.answered) * 1000) / wall);
-      const others = after.busy - machine.busy - (ours() - oursBefore);
-      const loopAfter = mainThreadSchedMs(server);
-      roundLoads.push(
-        `authz's event loop ran ${(loopAfter.ran - loop.ran).toFixed(0)} ms and waited ${(loopAfter.waited - loop.waited).toFixed(0)} ms for a core; other processes ${((100 * Math.max(0, others)) / wall).toFixed(0)}% of a core, stolen by the host ${((100 * (after.steal - machine.steal)) / wall).toFixed(0)}%`,
+      // A wall-clock percentile on a shared 2-core VM also measures its other tenants and the host: up to ROUNDS rounds,
+      // and the bound must hold in one (the failure message says how much of it receiving the attacks alone took).
+      const before = await attackerCounts();
+      const attackStarted = performance.now();
+      // Each round also records what the rest of the machine took meanwhile, so a failure says whether it was busy.
+      const rounds: number[][] = [];
+      const roundLoads: string[] = [];
+      // Attacker Checks answered per shape during each round: the round that passes must have been under attack.
+      const roundAttacks: number[][] = [];
+      // Attacker Checks answered per second in each round.
+      const roundRates: number[] = [];
+      const ours = () =>
+        [process.pid, server, attackers.child.pid!, victim.child.pid!].reduce((t, pid) => t + processCpuMs(pid), 0);
+      // The pace the judged round's attackers must keep, averaged over the round: half or more of what they keep alone
+      // at normal priority, so running their client under SCHED_IDLE did not thin the attack. The victim's own load (its
+      // client and its Checks) takes a share of the two cores, more in a slow phase of the VM (README, Security, has the
+      // shares measured; a bar of two thirds failed CI in a round whose p99 held).
+      const pace = attackOnly.perSecond / 2;
+      const show = (sorted: number[]) =>
+        `min ${sorted[0]!.toFixed(2)} median ${percentile(sorted, 50).toFixed(2)} p99 ${percentile(sorted, 99).toFixed(2)} max ${sorted.at(-1)!.toFixed(2)} ms (${sorted.length} Checks)`;
+      console.log(
+        [
+          "authz victim, before the attack:",
+          `  victim alone: ${show(alone)}; event-loop CPU ${victimCpuMs.toFixed(2)} ms per Check`,
+          `  attackers alone: ${attackOnly.perSecond.toFixed(1)} Checks/s, event-loop CPU ${perAttackerCpuMs.toFixed(2)} ms per attacker Check, of which receiving it (the same Checks against a server that only lifts them) ${transportCpuMs.toFixed(2)} ms`,
+        ].join("\n"),
       );
-    }
-    const after = await attackerCounts();
-    const attackEnded = performance.now();
-    await attackers.stop();
-    await victim.stop();
-    const counts = JSON.parse(attackers.lines.at(-1)!) as AttackCounts;
-    const during = after.perRequest.map((n, i) => n - before.perRequest[i]!);
-    const judgedRound = rounds.at(-1)!;
-    const show = (sorted: number[]) =>
-      `min ${sorted[0]!.toFixed(2)} median ${percentile(sorted, 50).toFixed(2)} p99 ${percentile(sorted, 99).toFixed(2)} max ${sorted.at(-1)!.toFixed(2)} ms (${sorted.length} Checks)`;
-    console.log(
-      [
-        "authz victim under attack:",
-        `  victim alone: ${show(alone)}; event-loop CPU ${victimCpuMs.toFixed(2)} ms per Check`,
-        ...rounds.map(
-          (round, i) =>
-            `  round ${i + 1}, ${ATTACKERS} attackers (${roundRates[i]!.toFixed(1)} Checks/s): ${show(round)}; ${roundLoads[i]}`,
-        ),
-        `  attackers alongside the victim: ${after.answered - before.answered} Checks answered (${((after.answered - before.answered) / ((attackEnded - attackStarted) / 1000)).toFixed(1)}/s; per shape ${Object.keys(
-          bodies,
-        )
-          .map((name, i) => `${name} ${during[i]}`)
-          .join(", ")})`,
-        `  attackers alone: ${attackOnly.perSecond.toFixed(1)} Checks/s, event-loop CPU ${perAttackerCpuMs.toFixed(2)} ms per attacker Check, of which receiving it (the same Checks against a server that only lifts them) ${transportCpuMs.toFixed(2)} ms`,
-      ].join("\n"),
-    );
-    expect(counts.failed, counts.errors.join("; ")).toBe(0);
-    // The attackers really ran alongside the victim: every shape was answered again and again.
-    for (const [i, name] of Object.keys(bodies).entries())
-      expect(during[i], name).toBeGreaterThanOrEqual(10 * rounds.length);
-    // ... and during the round whose p99 is judged (not only summed over all rounds: a late round could otherwise
-    // run after the attackers had stopped and pass unattacked).
-    for (const [i, name] of Object.keys(bodies).entries())
-      expect(roundAttacks.at(-1)![i], `${name} in the judged round`).toBeGreaterThanOrEqual(10);
-    // ... at the pace above: running their client under SCHED_IDLE did not thin the attack.
-    expect(roundRates.at(-1)!, "attacker Checks per second in the judged round").toBeGreaterThanOrEqual(pace);
-    // A victim's Check waits behind at most one Check per attacker on the event loop. What receiving them costs by
-    // itself (HTTP/2, grpc-js, the copy into one message) is the machine's, and it was 2.2-2.7 ms per attacker Check on
-    // one node-svc VM and 5-6 ms on the same VM a minute later: an absolute bound on the event loop's CPU measured the
-    // VM (2-3 ms at one stop, 4.3-5.5 ms at the next, same code), so the failure message says how much of the bound
-    // receiving alone took in this run. What tollgate adds to receiving (deciding, the copy to a reader thread, the
-    // answer) is held to the floor measured beside it: at most twice it again (1.3-2.4 times the floor in total was
-    // measured on good and bad minutes alike; reading a large body on the event loop would be 5-10 times).
-    expect(
-      perAttackerCpuMs,
-      `event-loop CPU per attacker Check: tollgate against a server that only lifts the same Checks (${transportCpuMs.toFixed(2)} ms)`,
-    ).toBeLessThan(3 * transportCpuMs);
-    expect(
-      percentile(judgedRound, 99),
-      `victim p99 in its last round (the first that counted, or the ${ROUNDS}th); receiving alone took ${(ATTACKERS * transportCpuMs).toFixed(1)} ms of event-loop CPU for one Check per attacker here, tollgate ${(ATTACKERS * perAttackerCpuMs).toFixed(1)} ms`,
-    ).toBeLessThan(VICTIM_P99_MS);
-    // 40 rounds of 3 s (longer when Checks are slow: the victim's are counted, not timed) and 39 pauses of 5 s.
-  }, 720_000);
+      // Each round is printed as it ends, so a run that fails before the summary (a helper exiting) still shows them.
+      const roundLine = (i: number) =>
+        `  round ${i + 1}, ${ATTACKERS} attackers (${roundRates[i]!.toFixed(1)} Checks/s): ${show(rounds[i]!)}; ${roundLoads[i]}`;
+      // A round counts when the victim's p99 is under the bound and the round was attacked: every shape answered again
+      // and again, at the pace above. A round that misses either is retried (the attack goes on).
+      const judged = (i: number) =>
+        percentile(rounds[i]!, 99) < VICTIM_P99_MS &&
+        roundRates[i]! >= pace &&
+        roundAttacks[i]!.every((answered) => answered >= 10);
+      while (rounds.length < ROUNDS && (rounds.length === 0 || !judged(rounds.length - 1))) {
+        if (rounds.length > 0) await new Promise((resolve) => setTimeout(resolve, ROUND_PAUSE_MS));
+        const loop = mainThreadSchedMs(server);
+        const roundBefore = await attackerCounts();
+        const machine = machineCpuMs();
+        const oursBefore = ours();
+        const started = performance.now();
+        rounds.push(await victimRun(ATTACK_MS));
+        const wall = performance.now() - started;
+        const after = machineCpuMs();
+        const roundAfter = await attackerCounts();
+        roundAttacks.push(roundAfter.perRequest.map((n, i) => n - roundBefore.perRequest[i]!));
+        roundRates.push(((roundAfter.answered - roundBefore.answered) * 1000) / wall);
+        const others = after.busy - machine.busy - (ours() - oursBefore);
+        const loopAfter = mainThreadSchedMs(server);
+        roundLoads.push(
+          `authz's event loop ran ${(loopAfter.ran - loop.ran).toFixed(0)} ms and waited ${(loopAfter.waited - loop.waited).toFixed(0)} ms for a core; other processes ${((100 * Math.max(0, others)) / wall).toFixed(0)}% of a core, stolen by the host ${((100 * (after.steal - machine.steal)) / wall).toFixed(0)}%`,
+        );
+        console.log(roundLine(rounds.length - 1));
+      }
+      const after = await attackerCounts();
+      const attackEnded = performance.now();
+      await attackers.stop();
+      await victim.stop();
+      const counts = JSON.parse(attackers.lines.at(-1)!) as AttackCounts;
+      const during = after.perRequest.map((n, i) => n - before.perRequest[i]!);
+      const judgedRound = rounds.at(-1)!;
+      console.log(
+        [
+          "authz victim under attack (the rounds are above):",
+          `  ${rounds.length} rounds; the last is judged`,
+          `  attackers alongside the victim: ${after.answered - before.answered} Checks answered (${((after.answered - before.answered) / ((attackEnded - attackStarted) / 1000)).toFixed(1)}/s; per shape ${Object.keys(
+            bodies,
+          )
+            .map((name, i) => `${name} ${during[i]}`)
+            .join(", ")})`,
+        ].join("\n"),
+      );
+      expect(counts.failed, counts.errors.join("; ")).toBe(0);
+      // The attackers really ran alongside the victim: every shape was answered again and again.
+      for (const [i, name] of Object.keys(bodies).entries())
+        expect(during[i], name).toBeGreaterThanOrEqual(10 * rounds.length);
+      // ... and during the round whose p99 is judged (not only summed over all rounds: a late round could otherwise
+      // run after the attackers had stopped and pass unattacked).
+      for (const [i, name] of Object.keys(bodies).entries())
+        expect(roundAttacks.at(-1)![i], `${name} in the judged round`).toBeGreaterThanOrEqual(10);
+      // ... at the pace above: running their client under SCHED_IDLE did not thin the attack.
+      expect(roundRates.at(-1)!, "attacker Checks per second in the judged round").toBeGreaterThanOrEqual(pace);
+      // A victim's Check waits behind at most one Check per attacker on the event loop. What receiving them costs by
+      // itself (HTTP/2, grpc-js, the copy into one message) is the machine's, and it was 2.2-2.7 ms per attacker Check on
+      // one node-svc VM and 5-6 ms on the same VM a minute later: an absolute bound on the event loop's CPU measured the
+      // VM (2-3 ms at one stop, 4.3-5.5 ms at the next, same code), so the failure message says how much of the bound
+      // receiving alone took in this run. What tollgate adds to receiving (deciding, the copy to a reader thread, the
+      // answer) is held to the floor measured beside it: at most twice it again (1.3-2.4 times the floor in total was
+      // measured on good and bad minutes alike; reading a large body on the event loop would be 5-10 times).
+      expect(
+        perAttackerCpuMs,
+        `event-loop CPU per attacker Check: tollgate against a server that only lifts the same Checks (${transportCpuMs.toFixed(2)} ms)`,
+      ).toBeLessThan(3 * transportCpuMs);
+      expect(
+        percentile(judgedRound, 99),
+        `victim p99 in its last round (the first that counted, or the ${ROUNDS}th); receiving alone took ${(ATTACKERS * transportCpuMs).toFixed(1)} ms of event-loop CPU for one Check per attacker here, tollgate ${(ATTACKERS * perAttackerCpuMs).toFixed(1)} ms`,
+      ).toBeLessThan(VICTIM_P99_MS);
+      // 40 rounds of 3 s (longer when Checks are slow: the victim's are counted, not timed) and 39 pauses of 5 s.
+    },
+    TEST_TIMEOUT_MS,
+  );
 });

@@ -26,5 +26,6 @@ RUN mkdir -p /app/data /var/log/tollgate && chown -R node:node /app/data /var/lo
 USER node
 # authz (Envoy ext_authz gRPC), meter (Envoy access-log gRPC), admin (Connect / gRPC / gRPC-Web, /healthz, /metrics)
 EXPOSE 9001 9002 8080
-ENTRYPOINT ["node", "dist/cli/main.js"]
+# --no-memory-reducer: README, Operations ("V8's memory reducer").
+ENTRYPOINT ["node", "--no-memory-reducer", "dist/cli/main.js"]
 CMD ["serve", "--no-data-plane"]

@@ -169,7 +169,11 @@ describe("deployment files agree with envoy.yaml and the config schema", () => {
     );
     expect(dockerfile).toMatch(new RegExp(`^EXPOSE ${ports.join(" ")}$`, "m"));
     expect(dockerfile).toMatch(/^FROM node:20-/m);
-    expect(dockerfile).toContain('ENTRYPOINT ["node", "dist/cli/main.js"]');
+    // V8's memory reducer off, as the CLI's shebang runs it (README, Operations).
+    expect(dockerfile).toContain('ENTRYPOINT ["node", "--no-memory-reducer", "dist/cli/main.js"]');
+    expect(readFileSync(join(root, "src/cli/main.ts"), "utf8")).toMatch(
+      /^#!\/usr\/bin\/env -S node --no-memory-reducer\n/,
+    );
     expect(dockerfile).toContain("COPY catalogue ./catalogue");
   });
 

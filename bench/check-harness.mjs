@@ -108,11 +108,15 @@ export function h2loadVersion() {
 // ---------------------------------------------------------------------------------------------------------------------
 // Processes.
 
-/** Starts `node ARGS` (pinned to `cpu` when given), keeping its output for error messages. */
+/**
+ * Starts `node ARGS` (pinned to `cpu` when given), keeping its output for error messages. Every server runs with V8's
+ * memory reducer off, as the CLI's shebang runs Tollgate (README, Operations), so the arms differ only in their code.
+ */
 export function launch(ctx, args, env, name, cpu) {
-  const nodeArgs = ctx.profileDir
+  const profile = ctx.profileDir
     ? ["--cpu-prof", `--cpu-prof-dir=${ctx.profileDir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`]
     : [];
+  const nodeArgs = ["--no-memory-reducer", ...profile];
   const [command, ...rest] = cpu === undefined ? [process.execPath] : ["taskset", "-c", String(cpu), process.execPath];
   const child = spawn(command, [...rest, ...nodeArgs, ...args], {
     env: { ...process.env, ...env },

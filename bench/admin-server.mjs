@@ -34,7 +34,8 @@ export async function startAdminServer({ cli, env, dataDir, timeoutMs = 30_000 }
   const serverEnv = { ...process.env, ...env, TOLLGATE_DATA_DIR: dataDir, TOLLGATE_ADMIN_LISTEN: `127.0.0.1:${port}` };
   // No metrics listener of its own: the targets measured later may want the configured one.
   delete serverEnv.TOLLGATE_METRICS_LISTEN;
-  const child = spawn(process.execPath, [cli, "serve", "--role", "admin"], {
+  // With the node flags serve wants (src/cli/commands/serve.ts, SERVE_NODE_FLAGS), as the image runs it.
+  const child = spawn(process.execPath, ["--no-memory-reducer", cli, "serve", "--role", "admin"], {
     env: serverEnv,
     stdio: ["ignore", "pipe", "pipe"],
   });

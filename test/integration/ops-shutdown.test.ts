@@ -8,6 +8,7 @@ import * as grpc from "@grpc/grpc-js";
 import { afterAll, describe, expect, it } from "vitest";
 import { openDatabase } from "../../src/adapters/sql/database.js";
 import { openStores } from "../../src/app/stores.js";
+import { SERVE_NODE_FLAGS } from "../../src/cli/commands/serve.js";
 import { loadConfig, PACKAGE_ROOT } from "../../src/config/config.js";
 import { nanos } from "../../src/domain/money.js";
 import { connectAuthz, envoyCheckRequest, outcome } from "../support/authz-client.js";
@@ -51,7 +52,7 @@ describe("ops: SIGTERM under load drains cleanly", () => {
     const [authzPort, meterPort, adminPort] = [await freePort(), await freePort(), await freePort()];
     child = spawn(
       process.execPath,
-      ["--import", "tsx", "src/cli/main.ts", "serve", "--no-data-plane", "--mock-providers"],
+      [...SERVE_NODE_FLAGS, "--import", "tsx", "src/cli/main.ts", "serve", "--no-data-plane", "--mock-providers"],
       {
         cwd: PACKAGE_ROOT,
         env: {

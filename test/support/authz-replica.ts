@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
+import { SERVE_NODE_FLAGS } from "../../src/cli/commands/serve.js";
 import { PACKAGE_ROOT } from "../../src/config/config.js";
 import { connectAuthz, type AuthzClient } from "./authz-client.js";
 
@@ -21,8 +22,8 @@ const CLI = join(PACKAGE_ROOT, "src/cli/main.ts");
  * test model's provider (not --mock-providers, which would also start a mock server on a fixed port).
  */
 export async function startAuthzReplica(env: Record<string, string>): Promise<AuthzReplica> {
-  // As the CLI's shebang and the image run it (README, Operations: "V8's memory reducer").
-  const child = spawn(process.execPath, ["--no-memory-reducer", "--import", "tsx", CLI, "serve", "--role", "authz"], {
+  // With the node flags serve wants, as the image runs it.
+  const child = spawn(process.execPath, [...SERVE_NODE_FLAGS, "--import", "tsx", CLI, "serve", "--role", "authz"], {
     cwd: PACKAGE_ROOT,
     env: { ...process.env, ...env, TOLLGATE_AUTHZ_LISTEN: "127.0.0.1:0", TOLLGATE_LOG_LEVEL: "info" },
     stdio: ["ignore", "pipe", "pipe"],

@@ -2,6 +2,7 @@ import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
+import { SERVE_NODE_FLAGS } from "../../src/cli/commands/serve.js";
 import { PACKAGE_ROOT } from "../../src/config/config.js";
 
 const exec = promisify(execFile);
@@ -29,7 +30,7 @@ export async function runBuiltCli(args: string[], env: NodeJS.ProcessEnv): Promi
 
 /** Starts the CLI from source as its own single node process (no npx wrapper), so a signal hits the server itself. */
 export function spawnCli(args: string[], env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], {
+  return spawn(process.execPath, [...SERVE_NODE_FLAGS, "--import", "tsx", "src/cli/main.ts", ...args], {
     cwd: PACKAGE_ROOT,
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -99,7 +100,7 @@ export async function startServe(
   env: NodeJS.ProcessEnv,
   readyWhen = "local operator credential in",
 ): Promise<ServeProcess> {
-  const child = spawn(process.execPath, [BUILT_CLI, "serve", ...args], {
+  const child = spawn(process.execPath, [...SERVE_NODE_FLAGS, BUILT_CLI, "serve", ...args], {
     cwd: PACKAGE_ROOT,
     env,
     stdio: ["ignore", "pipe", "pipe"],

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { describe, expect, it } from "vitest";
+import { SERVE_NODE_FLAGS } from "../../src/cli/commands/serve.js";
 import { checkPlaintextListeners, loadConfig, splitListen } from "../../src/config/config.js";
 
 const root = join(import.meta.dirname, "../..");
@@ -169,12 +170,16 @@ describe("deployment files agree with envoy.yaml and the config schema", () => {
     );
     expect(dockerfile).toMatch(new RegExp(`^EXPOSE ${ports.join(" ")}$`, "m"));
     expect(dockerfile).toMatch(/^FROM node:20-/m);
-    // V8's memory reducer off, as the CLI's shebang runs it (README, Operations).
-    expect(dockerfile).toContain('ENTRYPOINT ["node", "--no-memory-reducer", "dist/cli/main.js"]');
-    expect(readFileSync(join(root, "src/cli/main.ts"), "utf8")).toMatch(
-      /^#!\/usr\/bin\/env -S node --no-memory-reducer\n/,
-    );
+    // node with the flags serve wants (README, Operations).
+    const entry = /^ENTRYPOINT (\[.*\])$/m.exec(dockerfile);
+    expect(JSON.parse(entry?.[1] ?? "null")).toEqual(["node", ...SERVE_NODE_FLAGS, "dist/cli/main.js"]);
     expect(dockerfile).toContain("COPY catalogue ./catalogue");
+  });
+
+  it("starts serve from `npm start` with the node flags serve wants, as the image does", () => {
+    const scripts = (JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { scripts: { start: string } })
+      .scripts;
+    expect(scripts.start).toContain(`node ${SERVE_NODE_FLAGS.join(" ")} dist/cli/main.js serve`);
   });
 
   it("runs the image's default command (every role, no data plane) on loopback defaults, which need no TLS; published on 0.0.0.0 it needs tls.*", () => {

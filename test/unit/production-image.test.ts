@@ -19,6 +19,15 @@ function removedFromDist(): string[] {
     .filter((p) => p.startsWith("dist/"));
 }
 
+/** The node flags of the image's entry point (ENTRYPOINT, exec form: ["node", ...flags, "dist/cli/main.js"]). */
+function entryPointFlags(): string[] {
+  const entry = /^ENTRYPOINT (\[.*\])$/m.exec(dockerfile);
+  if (!entry) throw new Error("Dockerfile has no exec-form ENTRYPOINT");
+  const [node, ...rest] = JSON.parse(entry[1]!) as string[];
+  if (node !== "node" || rest.at(-1) !== "dist/cli/main.js") throw new Error(`unexpected ENTRYPOINT ${entry[1]}`);
+  return rest.slice(0, -1);
+}
+
 /** The image's default arguments (CMD, exec form). */
 function defaultCommand(): string[] {
   const cmd = /^CMD (\[.*\])$/m.exec(dockerfile);
@@ -33,11 +42,12 @@ interface Run {
 }
 
 /**
- * Runs the image's entrypoint in `dir` until it prints `until` (then, a second later, SIGTERM: serve registers its
- * handlers just after its last line) or exits on its own; killed after 30 s either way.
+ * Runs the image's entrypoint (node with `nodeFlags`, by default the entry point's) in `dir` until it prints `until`
+ * (then, a second later, SIGTERM: serve registers its handlers just after its last line) or exits on its own; killed
+ * after 30 s either way.
  */
-function runImage(dir: string, args: string[], until?: string): Promise<Run> {
-  const child = spawn(process.execPath, [join(dir, "dist/cli/main.js"), ...args], {
+function runImage(dir: string, args: string[], until?: string, nodeFlags = entryPointFlags()): Promise<Run> {
+  const child = spawn(process.execPath, [...nodeFlags, join(dir, "dist/cli/main.js"), ...args], {
     cwd: dir,
     env: {
       PATH: "/usr/bin:/bin",
@@ -104,6 +114,13 @@ describe("the production image", { timeout: 60_000 }, () => {
     expect(run.stdout).toMatch(/tollgate: web console on http:\/\/127\.0\.0\.1:\d+\/console/);
     expect(run.stdout).not.toContain("data plane");
     expect(run.stdout).toContain("tollgate: drained");
+    expect(run.stdout).not.toContain("started without --no-memory-reducer");
+    expect(run.code).toBe(0);
+  });
+
+  it("warns, naming the flag, when node runs serve without the entry point's --no-memory-reducer", async () => {
+    const run = await runImage(dir, defaultCommand(), "tollgate: local operator credential", []);
+    expect(run.stdout).toContain("node was started without --no-memory-reducer");
     expect(run.code).toBe(0);
   });
 

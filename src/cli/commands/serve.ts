@@ -82,6 +82,13 @@ export const serve: Handler = async (args, out) => {
   await drainOnSignal(out, closers);
 };
 
+/**
+ * The node flags `serve` wants (README, Operations, "V8's memory reducer"): V8 reads them when it creates the heap, so
+ * they cannot be set from inside the process, and NODE_OPTIONS does not accept them. The image's entry point and
+ * `npm start` pass them; `serve` started without them says so.
+ */
+export const SERVE_NODE_FLAGS = ["--no-memory-reducer"] as const;
+
 /** Starts the roles, says where each listens and (admin role) makes sure the local operator credential exists. */
 async function startControlPlaneFor(
   out: Output,
@@ -101,6 +108,13 @@ async function startControlPlaneFor(
     `tollgate: serving ${options.roles.join(", ")} on ${config.database.url.startsWith("sqlite:") ? `the embedded SQLite store (${config.database.url})` : "PostgreSQL"}`,
   );
   if (plane.authz) out.info(`tollgate: authz (Envoy ext_authz gRPC) on ${config.authz.listen}`);
+  const missing = SERVE_NODE_FLAGS.filter((flag) => !process.execArgv.includes(flag));
+  if (plane.authz && missing.length > 0) {
+    options.logger.warn(
+      { missing },
+      "node was started without --no-memory-reducer: under a stream of large request bodies authz can fall into back-to-back garbage collections (README, Operations); start it as `node --no-memory-reducer dist/cli/main.js serve`",
+    );
+  }
   if (plane.metering.server) out.info(`tollgate: meter (Envoy access log gRPC) on ${config.meter.listen}`);
   if (plane.admin) {
     out.info(

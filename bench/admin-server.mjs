@@ -34,7 +34,8 @@ export async function startAdminServer({ cli, env, dataDir, timeoutMs = 30_000 }
   const serverEnv = { ...process.env, ...env, TOLLGATE_DATA_DIR: dataDir, TOLLGATE_ADMIN_LISTEN: `127.0.0.1:${port}` };
   // No metrics listener of its own: the targets measured later may want the configured one.
   delete serverEnv.TOLLGATE_METRICS_LISTEN;
-  // With the node flags serve wants (src/cli/commands/serve.ts, SERVE_NODE_FLAGS), as the image runs it.
+  // With the node flags serve wants (src/cli/node-flags.ts), as the image runs it; written out here because the
+  // baseline trees this also starts may predate that module.
   const child = spawn(process.execPath, ["--no-memory-reducer", cli, "serve", "--role", "admin"], {
     env: serverEnv,
     stdio: ["ignore", "pipe", "pipe"],

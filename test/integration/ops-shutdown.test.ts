@@ -8,7 +8,7 @@ import * as grpc from "@grpc/grpc-js";
 import { afterAll, describe, expect, it } from "vitest";
 import { openDatabase } from "../../src/adapters/sql/database.js";
 import { openStores } from "../../src/app/stores.js";
-import { SERVE_NODE_FLAGS } from "../../src/cli/commands/serve.js";
+import { SERVE_NODE_FLAGS } from "../../src/cli/node-flags.js";
 import { loadConfig, PACKAGE_ROOT } from "../../src/config/config.js";
 import { nanos } from "../../src/domain/money.js";
 import { connectAuthz, envoyCheckRequest, outcome } from "../support/authz-client.js";

@@ -7,7 +7,7 @@ import { performance } from "node:perf_hooks";
 import { toBinary } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openStores, type Stores } from "../../src/app/stores.js";
-import { SERVE_NODE_FLAGS } from "../../src/cli/commands/serve.js";
+import { SERVE_NODE_FLAGS } from "../../src/cli/node-flags.js";
 import { loadConfig } from "../../src/config/config.js";
 import { nanos } from "../../src/domain/money.js";
 import { CheckRequestSchema } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
@@ -84,7 +84,8 @@ const children = new Set<ChildProcess>();
  * exits fails whatever waits for its next line, naming it.
  */
 function startChild(script: string, args: string[], background = false) {
-  // Every helper runs node as serve wants it run, so the transport floor's server compares like with like.
+  // Every helper runs node with serve's flags: the transport floor's server, to compare like with like with authz, and
+  // the clients, so that the side measuring cannot fall into the garbage-collection regime those flags avoid.
   const command = [
     process.execPath,
     ...SERVE_NODE_FLAGS,

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
-import { SERVE_NODE_FLAGS } from "../../src/cli/commands/serve.js";
+import { SERVE_NODE_FLAGS } from "../../src/cli/node-flags.js";
 import { PACKAGE_ROOT } from "../../src/config/config.js";
 import { connectAuthz, type AuthzClient } from "./authz-client.js";
 

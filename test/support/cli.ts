@@ -2,7 +2,7 @@ import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
-import { SERVE_NODE_FLAGS } from "../../src/cli/commands/serve.js";
+import { SERVE_NODE_FLAGS } from "../../src/cli/node-flags.js";
 import { PACKAGE_ROOT } from "../../src/config/config.js";
 
 const exec = promisify(execFile);

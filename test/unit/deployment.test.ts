@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { describe, expect, it } from "vitest";
-import { SERVE_NODE_FLAGS } from "../../src/cli/commands/serve.js";
+import { SERVE_NODE_FLAGS } from "../../src/cli/node-flags.js";
 import { checkPlaintextListeners, loadConfig, splitListen } from "../../src/config/config.js";
 
 const root = join(import.meta.dirname, "../..");
@@ -173,6 +173,8 @@ describe("deployment files agree with envoy.yaml and the config schema", () => {
     // node with the flags serve wants (README, Operations).
     const entry = /^ENTRYPOINT (\[.*\])$/m.exec(dockerfile);
     expect(JSON.parse(entry?.[1] ?? "null")).toEqual(["node", ...SERVE_NODE_FLAGS, "dist/cli/main.js"]);
+    // ... while the CLI's shebang stays plain: `env -S`, needed to pass a flag there, is missing from BusyBox.
+    expect(readFileSync(join(root, "src/cli/main.ts"), "utf8")).toMatch(/^#!\/usr\/bin\/env node\n/);
     expect(dockerfile).toContain("COPY catalogue ./catalogue");
   });
 

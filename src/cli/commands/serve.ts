@@ -4,6 +4,7 @@ import { createClosers, type Closers } from "../../app/closers.js";
 import type { Config } from "../../config/config.js";
 import { createLogger, type Logger } from "../../logging.js";
 import { createMetrics } from "../../observability/metrics.js";
+import { missingNodeFlags } from "../node-flags.js";
 import type { Output } from "../output.js";
 import { configFrom, parse, UsageError, type Handler } from "../cli-kit.js";
 import { auditDirect, ensureLocalCredential } from "../local-credential.js";
@@ -57,6 +58,7 @@ export const serve: Handler = async (args, out) => {
       roles: roles as Role[],
       logger,
       mockProviders: values["mock-providers"],
+      missingNodeFlags: missingNodeFlags(process.execArgv),
     });
     // With --role, --mock-providers only grants the mock credentials: replicas share one mock provider.
     if (mockProvider) {
@@ -83,17 +85,13 @@ export const serve: Handler = async (args, out) => {
 };
 
 /**
- * The node flags `serve` wants (README, Operations, "V8's memory reducer"): V8 reads them when it creates the heap, so
- * they cannot be set from inside the process, and NODE_OPTIONS does not accept them. The image's entry point and
- * `npm start` pass them; `serve` started without them says so.
+ * Starts the roles, says where each listens and (admin role) makes sure the local operator credential exists; warns
+ * when authz runs without the node flags it wants (`missingNodeFlags`, from node-flags.ts).
  */
-export const SERVE_NODE_FLAGS = ["--no-memory-reducer"] as const;
-
-/** Starts the roles, says where each listens and (admin role) makes sure the local operator credential exists. */
 async function startControlPlaneFor(
   out: Output,
   closers: Closers,
-  options: { config: Config; roles: Role[]; logger: Logger; mockProviders?: boolean },
+  options: { config: Config; roles: Role[]; logger: Logger; mockProviders?: boolean; missingNodeFlags: string[] },
 ): Promise<void> {
   const { config } = options;
   const metrics = createMetrics({ processMetrics: true });
@@ -108,11 +106,11 @@ async function startControlPlaneFor(
     `tollgate: serving ${options.roles.join(", ")} on ${config.database.url.startsWith("sqlite:") ? `the embedded SQLite store (${config.database.url})` : "PostgreSQL"}`,
   );
   if (plane.authz) out.info(`tollgate: authz (Envoy ext_authz gRPC) on ${config.authz.listen}`);
-  const missing = SERVE_NODE_FLAGS.filter((flag) => !process.execArgv.includes(flag));
+  const missing = options.missingNodeFlags;
   if (plane.authz && missing.length > 0) {
     options.logger.warn(
       { missing },
-      "node was started without --no-memory-reducer: under a stream of large request bodies authz can fall into back-to-back garbage collections (README, Operations); start it as `node --no-memory-reducer dist/cli/main.js serve`",
+      `node was started without ${missing.join(" ")}: under a stream of large request bodies authz can fall into back-to-back garbage collections (README, Operations); start it as \`node ${missing.join(" ")} dist/cli/main.js serve\``,
     );
   }
   if (plane.metering.server) out.info(`tollgate: meter (Envoy access log gRPC) on ${config.meter.listen}`);

@@ -110,7 +110,8 @@ export function h2loadVersion() {
 
 /**
  * Starts `node ARGS` (pinned to `cpu` when given), keeping its output for error messages. Every server runs with V8's
- * memory reducer off, as the CLI's shebang runs Tollgate (README, Operations), so the arms differ only in their code.
+ * memory reducer off, as the image runs Tollgate (src/cli/node-flags.ts; README, Operations), so the arms differ only
+ * in their code.
  */
 export function launch(ctx, args, env, name, cpu) {
   const profile = ctx.profileDir

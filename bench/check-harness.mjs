@@ -24,6 +24,7 @@ const { grpcDefinition } = await import(join(DIST, "dataplane/grpc/grpc-server.j
 const { Authorization, CheckResponseSchema } = await import(
   join(DIST, "gen/envoy/service/auth/v3/external_auth_pb.js")
 );
+const { SERVE_NODE_FLAGS } = await import(join(DIST, "cli/node-flags.js"));
 const { freePort, startAdminServer } = await import("./admin-server.mjs");
 export { freePort };
 
@@ -109,15 +110,15 @@ export function h2loadVersion() {
 // Processes.
 
 /**
- * Starts `node ARGS` (pinned to `cpu` when given), keeping its output for error messages. Every server runs with V8's
- * memory reducer off, as the image runs Tollgate (src/cli/node-flags.ts; README, Operations), so the arms differ only
- * in their code.
+ * Starts `node ARGS` (pinned to `cpu` when given), keeping its output for error messages. Every server runs with the
+ * node flags serve wants (SERVE_NODE_FLAGS; README, Operations), as the image runs Tollgate, so the arms differ only in
+ * their code.
  */
 export function launch(ctx, args, env, name, cpu) {
   const profile = ctx.profileDir
     ? ["--cpu-prof", `--cpu-prof-dir=${ctx.profileDir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`]
     : [];
-  const nodeArgs = ["--no-memory-reducer", ...profile];
+  const nodeArgs = [...SERVE_NODE_FLAGS, ...profile];
   const [command, ...rest] = cpu === undefined ? [process.execPath] : ["taskset", "-c", String(cpu), process.execPath];
   const child = spawn(command, [...rest, ...nodeArgs, ...args], {
     env: { ...process.env, ...env },

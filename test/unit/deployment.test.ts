@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { describe, expect, it } from "vitest";
 import { SERVE_NODE_FLAGS } from "../../src/cli/node-flags.js";
+import { execForm } from "../support/dockerfile.js";
 import { checkPlaintextListeners, loadConfig, splitListen } from "../../src/config/config.js";
 
 const root = join(import.meta.dirname, "../..");
@@ -171,8 +172,7 @@ describe("deployment files agree with envoy.yaml and the config schema", () => {
     expect(dockerfile).toMatch(new RegExp(`^EXPOSE ${ports.join(" ")}$`, "m"));
     expect(dockerfile).toMatch(/^FROM node:20-/m);
     // node with the flags serve wants (README, Operations).
-    const entry = /^ENTRYPOINT (\[.*\])$/m.exec(dockerfile);
-    expect(JSON.parse(entry?.[1] ?? "null")).toEqual(["node", ...SERVE_NODE_FLAGS, "dist/cli/main.js"]);
+    expect(execForm(dockerfile, "ENTRYPOINT")).toEqual(["node", ...SERVE_NODE_FLAGS, "dist/cli/main.js"]);
     // ... while the CLI's shebang stays plain: `env -S`, needed to pass a flag there, is missing from BusyBox.
     expect(readFileSync(join(root, "src/cli/main.ts"), "utf8")).toMatch(/^#!\/usr\/bin\/env node\n/);
     expect(dockerfile).toContain("COPY catalogue ./catalogue");

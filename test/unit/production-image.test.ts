@@ -6,6 +6,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { execForm } from "../support/dockerfile.js";
 import { PACKAGE_ROOT } from "../../src/config/config.js";
 
 const dockerfile = readFileSync(join(PACKAGE_ROOT, "Dockerfile"), "utf8");
@@ -21,19 +22,13 @@ function removedFromDist(): string[] {
 
 /** The node flags of the image's entry point (ENTRYPOINT, exec form: ["node", ...flags, "dist/cli/main.js"]). */
 function entryPointFlags(): string[] {
-  const entry = /^ENTRYPOINT (\[.*\])$/m.exec(dockerfile);
-  if (!entry) throw new Error("Dockerfile has no exec-form ENTRYPOINT");
-  const [node, ...rest] = JSON.parse(entry[1]!) as string[];
-  if (node !== "node" || rest.at(-1) !== "dist/cli/main.js") throw new Error(`unexpected ENTRYPOINT ${entry[1]}`);
+  const [node, ...rest] = execForm(dockerfile, "ENTRYPOINT");
+  if (node !== "node" || rest.at(-1) !== "dist/cli/main.js") throw new Error(`unexpected ENTRYPOINT ${node} ${rest}`);
   return rest.slice(0, -1);
 }
 
 /** The image's default arguments (CMD, exec form). */
-function defaultCommand(): string[] {
-  const cmd = /^CMD (\[.*\])$/m.exec(dockerfile);
-  if (!cmd) throw new Error("Dockerfile has no exec-form CMD");
-  return JSON.parse(cmd[1]!) as string[];
-}
+const defaultCommand = () => execForm(dockerfile, "CMD");
 
 interface Run {
   code: number | null;

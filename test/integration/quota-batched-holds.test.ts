@@ -115,6 +115,51 @@ describeWith("redis", "hold script: queued holds decide and write as step-by-ste
   }
 });
 
+// A run sends the limits once for all its decisions: Checks of one key that arrive together while its limits change
+// (an operator's change applied mid-turn) must each be decided by their own.
+describeWith("redis", "hold script: Checks of one turn with different limits", (url) => {
+  const prefix = `test_qlimits_${process.pid}_${randomUUID().slice(0, 8)}`;
+  const redis = suiteRedis(url, `${prefix}:`);
+
+  /** Ten Checks of one key arriving together, the last five with `changed` applied; what each was refused by. */
+  async function outcomes(changed: Partial<HoldRequest>): Promise<string[]> {
+    const { quota } = redisAdmission(redis, prefix, source);
+    const who = { keyId: "key_l", accountId: `acct_${randomUUID().slice(0, 8)}` };
+    const hold = (i: number): HoldRequest => ({
+      ...who,
+      decisionId: `d${i}`,
+      requestsPerMinute: 100,
+      tokensPerMinute: 10_000,
+      tokens: 1,
+      amount: nanos(10n),
+      now: T0 + 1,
+      ...(i >= 5 ? changed : {}),
+    });
+    const settled = await Promise.all(Array.from({ length: 10 }, (_, i) => quota.hold(hold(i))));
+    return settled.map((o) =>
+      o.held ? "held" : "rate" in o ? o.rate.dimension : "budget" in o ? `budget:${o.budget.scope}` : "credit",
+    );
+  }
+
+  it("a lower per-minute limit refuses the Checks after the change", async () => {
+    const got = await outcomes({ requestsPerMinute: 6 });
+    expect(got).toEqual([...Array(6).fill("held"), ...Array(4).fill("requests")]);
+  });
+
+  it("a daily quota or a concurrency limit set mid-turn refuses by it", async () => {
+    // Both count the Checks decided while they are set (the first five were decided without them).
+    const refusedAfterTwo = (dimension: string) => ["held", "held", ...Array(3).fill(dimension)];
+    expect((await outcomes({ requestsPerDay: 2 })).slice(5)).toEqual(refusedAfterTwo("requests_day"));
+    expect((await outcomes({ maxConcurrency: 2 })).slice(5)).toEqual(refusedAfterTwo("concurrency"));
+  });
+
+  it("a key budget set mid-turn refuses by it", async () => {
+    const budget = { scope: "key", field: "kb", limit: nanos(65n) } as BudgetHold;
+    const got = await outcomes({ budgets: [budget] });
+    expect(got).toEqual([...Array(6).fill("held"), ...Array(4).fill("budget:key")]);
+  });
+});
+
 // The comparison above passes just as well if nothing is ever queued; this proves the queued path is the one taken, by
 // counting the commands the scripts ran (a private server, so no other suite's commands are counted).
 describe("hold script: Checks that simply pass are queued", () => {

@@ -1,7 +1,7 @@
 import { creditRefused, type HoldOutcome, type HoldRequest, type Quota } from "../../domain/admission.js";
 import { releaseReservations } from "../../domain/credits.js";
 import { MAX_BALANCE_NANOS } from "../../domain/money.js";
-import { dayOf, msToNextDay, RATE_WINDOW_MS } from "../../domain/rate-limit.js";
+import { DAY_MS, dayOf, RATE_WINDOW_MS } from "../../domain/rate-limit.js";
 import type { RedisConnection } from "./client.js";
 import { CLUSTER_GUARD_LUA } from "./cluster-epochs.js";
 import {
@@ -14,8 +14,10 @@ import {
 import { decisionFromReply, quotaArgs, type RateReply } from "./rate-limiter.js";
 import { quotaKeys, RATE_LUA_FUNCTIONS, RELEASE_LUA, rateKeys } from "./rate-limit-scripts.js";
 
-/** ARGV entries per decision after the four shared ones (window, maxOpen, epoch, key). */
-const PER_DECISION = 15;
+/** ARGV entries shared by a run's decisions: window, maxOpen, epoch, key, reservation ttl, then the key's limits. */
+const SHARED = 14;
+/** ARGV entries per decision after the shared ones: decisionId, now, tokens, amount. */
+const PER_DECISION = 4;
 /** Reply entries per decision: the rate reply (RateReply, 10) and the credit figure. */
 const REPLY_STRIDE = 11;
 /** Decisions per script run at most, so one run holds Redis for well under a millisecond. */
@@ -31,9 +33,10 @@ const MAX_BATCH = 32;
  * KEYS: req, tok (the key's window), bal, resv, exp, held, bud (its account's credit and budgets), day, conc (the
  * key's day and requests in flight), all under the account's hash tag.
  * ARGV: windowMs, maxOpen (reservations per account), the dataset epoch the connection was verified under, the key id,
- * then per decision: decisionId, now, requestsPerMinute, tokensPerMinute, tokens, amount, expiresAt, its budgets
- * (key budget field and limit, account budget field and limit; '' fields for none), requestsPerDay, tokensPerDay,
- * maxConcurrency (0: none) and ms to midnight UTC; a place in flight lasts as long as the credit reservation.
+ * the reservation's ttl in ms, and the limits every decision of the run shares (LIMIT_ARGS: requestsPerMinute,
+ * tokensPerMinute, the budgets as key budget field and limit, account budget field and limit, '' fields for none,
+ * requestsPerDay, tokensPerDay, maxConcurrency, 0 for none); then per decision: decisionId, now, tokens, amount. A
+ * reservation expires at now + ttl, and a place in flight lasts as long.
  * Returns per decision the rate reply (RateReply: status, requestsWaitMs, tokensWaitMs, requests, tokens, newestAt,
  * inFlightTokens, refusedBy, requestsToday, tokensToday) and the credit figure, flat: status 1
  * held, 0 refused by the limiter, 2 refused for credit (figure = what is available), 3 fenced after a Redis data loss
@@ -49,6 +52,10 @@ local epoch = ARGV[3]
 -- In a cluster: the slot must be verified on the server running this, or nothing is decided here (-2).
 if not credit_guard(epoch) then return {-2} end
 local key = ARGV[4]
+local ttl = tonumber(ARGV[5])
+local rpm, tpm = tonumber(ARGV[6]), tonumber(ARGV[7])
+local kfield, klimit, afield, alimit = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+local rpd, tpd, maxc = tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14])
 local out = {}
 
 -- The common case, a decision that is simply held, costs one command (HEXISTS) instead of a dozen: the figures the
@@ -57,8 +64,9 @@ local out = {}
 -- that every check lets through is decided here (fast_hold); anything else (a refusal, a retry, daily quotas or
 -- requests in flight, an entry to prune from the window) flushes and is decided by the steps below, as if alone.
 local f = nil
--- A run of one decision gains nothing by it (the figures are read and written once either way).
-local batched = #ARGV >= 4 + 2 * ${PER_DECISION}
+-- A run of one decision gains nothing by it (the figures are read and written once either way); daily quotas and
+-- requests in flight are decided step by step.
+local batched = #ARGV >= ${SHARED} + 2 * ${PER_DECISION} and rpd <= 0 and tpd <= 0 and maxc <= 0
 local function fast_read()
   local loaded = redis.call('HMGET', KEYS[3], 'balance', 'fence', 'epoch')
   if not loaded[1] or loaded[3] ~= epoch then return nil end
@@ -144,20 +152,20 @@ local function flush()
   f = nil
 end
 
-for i = 5, #ARGV, ${PER_DECISION} do
+for i = ${SHARED} + 1, #ARGV, ${PER_DECISION} do
   local decision = ARGV[i]
   local now = tonumber(ARGV[i + 1])
-  local need = tonumber(ARGV[i + 4])
-  local amount = ARGV[i + 5]
-  local rpd, tpd, maxc = tonumber(ARGV[i + 11]), tonumber(ARGV[i + 12]), tonumber(ARGV[i + 13])
-  local to_midnight = tonumber(ARGV[i + 14])
+  local need = tonumber(ARGV[i + 2])
+  local amount = ARGV[i + 3]
+  local expires_at = now + ttl
+  -- msToNextDay: exact in doubles for any integer ms below 2^53.
+  local to_midnight = ${DAY_MS} - now % ${DAY_MS}
   local reply = nil
-  if batched and rpd <= 0 and tpd <= 0 and maxc <= 0 then
+  if batched then
     if f == nil then f = fast_read() end
     -- Not loaded: only the first decision can see this (nothing queued or written yet).
     if f == nil then return {-1} end
-    reply = fast_hold(decision, now, tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), need, amount, ARGV[i + 6],
-      ARGV[i + 7], ARGV[i + 8], ARGV[i + 9], ARGV[i + 10])
+    reply = fast_hold(decision, now, rpm, tpm, need, amount, expires_at, kfield, klimit, afield, alimit)
   end
   local figure = '0'
   if reply == nil then
@@ -165,7 +173,7 @@ for i = 5, #ARGV, ${PER_DECISION} do
     local status, available = credit_check(KEYS[3], KEYS[4], KEYS[6], decision, amount, now, max_open, epoch)
     -- Only the first decision can see this (a script's keys do not expire while it runs), before any write.
     if status == -1 then return {-1} end
-    local w, rate = rate_check(KEYS[1], KEYS[2], now, window, tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), need)
+    local w, rate = rate_check(KEYS[1], KEYS[2], now, window, rpm, tpm, need)
     local d = day_read(KEYS[8], rpd, tpd)
     -- A retry of a decision held before (status 1) already has its place today and in flight.
     local q = nil
@@ -181,14 +189,14 @@ for i = 5, #ARGV, ${PER_DECISION} do
       -- This decision was held before (both parts, atomically): answer as then without holding twice.
       reply = with_day({1, 0, 0, w.count, w.sum, w.newest, 0}, d, 0)
     else
-      local over = budget_check(KEYS[3], KEYS[7], KEYS[6], key, amount, ARGV[i + 7], ARGV[i + 8], ARGV[i + 9], ARGV[i + 10])
+      local over = budget_check(KEYS[3], KEYS[7], KEYS[6], key, amount, kfield, klimit, afield, alimit)
       if over > 0 then
         reply = with_day({over, 0, 0, w.count, w.sum, w.newest, 0}, d, 0)
       else
         -- The key's share is tracked whether or not it has a budget now: a budget set while its requests are in flight
         -- holds them too (as the in-process gate does), and their expiry charges are the key's spend.
-        credit_hold(KEYS[4], KEYS[5], KEYS[6], decision, amount, ARGV[i + 6], KEYS[7], key)
-        quota_hold(KEYS[8], KEYS[9], d, need, decision, now, to_midnight, maxc, tonumber(ARGV[i + 6]) - now)
+        credit_hold(KEYS[4], KEYS[5], KEYS[6], decision, amount, expires_at, KEYS[7], key)
+        quota_hold(KEYS[8], KEYS[9], d, need, decision, now, to_midnight, maxc, ttl)
         reply = with_day(rate_hold(KEYS[1], KEYS[2], now, window, need, decision, w), d, 0)
       end
     end
@@ -199,6 +207,25 @@ end
 flush()
 return out
 `;
+
+/** LIMIT_ARGS: the limits a run's decisions share, in the script's order. */
+function limitArgs(r: HoldRequest): Array<string | number> {
+  return [r.requestsPerMinute, r.tokensPerMinute, ...budgetArgs(r.keyId, r.budgets).slice(1), ...quotaArgs(r)];
+}
+
+/** Whether two requests of one key have the same limits, so one run can decide both. */
+function sameLimits(a: HoldRequest, b: HoldRequest): boolean {
+  if (a.requestsPerMinute !== b.requestsPerMinute || a.tokensPerMinute !== b.tokensPerMinute) return false;
+  if ((a.requestsPerDay ?? 0) !== (b.requestsPerDay ?? 0) || (a.tokensPerDay ?? 0) !== (b.tokensPerDay ?? 0))
+    return false;
+  if ((a.maxConcurrency ?? 0) !== (b.maxConcurrency ?? 0)) return false;
+  if (a.budgets === b.budgets) return true;
+  if (a.budgets?.length !== b.budgets?.length) return false;
+  return (a.budgets ?? []).every((x, i) => {
+    const y = b.budgets![i]!;
+    return x.scope === y.scope && x.field === y.field && x.limit === y.limit;
+  });
+}
 
 interface HoldCommands {
   tollgateHold(
@@ -271,7 +298,13 @@ export function createRedisQuota(options: RedisQuotaOptions): Quota {
     const groups = waiting;
     waiting = new Map();
     for (const group of groups.values()) {
-      for (let i = 0; i < group.length; i += MAX_BATCH) void run(group.slice(i, i + MAX_BATCH));
+      // One run per stretch of requests with the same limits (a change of limits mid-turn starts a new one).
+      let start = 0;
+      for (let i = 1; i <= group.length; i++) {
+        if (i < group.length && i - start < MAX_BATCH && sameLimits(group[start]!.request, group[i]!.request)) continue;
+        void run(group.slice(start, i));
+        start = i;
+      }
     }
   }
 
@@ -283,22 +316,9 @@ export function createRedisQuota(options: RedisQuotaOptions): Quota {
     let reply: Array<number | string>;
     try {
       reply = await credits.reserveWith(accountId, now, (k, expiresAt, epoch) => {
-        const ttl = expiresAt - now;
-        const argv: Array<string | number> = [windowMs, credits.maxOpenPerAccount, epoch, keyId];
-        for (const { request: r } of group) {
-          argv.push(
-            r.decisionId,
-            r.now,
-            r.requestsPerMinute,
-            r.tokensPerMinute,
-            r.tokens,
-            r.amount.toString(),
-            r.now + ttl,
-            ...budgetArgs(keyId, r.budgets).slice(1),
-            ...quotaArgs(r),
-            msToNextDay(r.now),
-          );
-        }
+        const argv: Array<string | number> = [windowMs, credits.maxOpenPerAccount, epoch, keyId, expiresAt - now];
+        argv.push(...limitArgs(group[0]!.request));
+        for (const { request: r } of group) argv.push(r.decisionId, r.now, r.tokens, r.amount.toString());
         const keys = [req, tok, k.bal, k.resv, k.exp, k.held, k.bud, day, conc] as const;
         if (k.guard) return commands.tollgateHoldGuarded(...keys, ...k.guard, ...argv);
         return commands.tollgateHold(...keys, ...argv);

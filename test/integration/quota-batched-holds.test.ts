@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import type { HoldOutcome, HoldRequest } from "../../src/domain/admission.js";
 import type { BudgetHold } from "../../src/domain/budgets.js";
+import type { BalanceSource } from "../../src/domain/metering.js";
 import { nanos } from "../../src/domain/money.js";
 import { redisAdmission, usePrivateRedis } from "../support/credit-stack.js";
 import { describeWith, suiteRedis } from "../support/services.js";
@@ -116,14 +117,24 @@ describeWith("redis", "hold script: queued holds decide and write as step-by-ste
 });
 
 // A run sends the limits once for all its decisions: Checks of one key that arrive together while its limits change
-// (an operator's change applied mid-turn) must each be decided by their own.
+// (an operator's change applied mid-turn) must each be decided by their own. Each request gets its own budget array,
+// as admission builds them, so equal budgets are equal by content only.
 describeWith("redis", "hold script: Checks of one turn with different limits", (url) => {
   const prefix = `test_qlimits_${process.pid}_${randomUUID().slice(0, 8)}`;
   const redis = suiteRedis(url, `${prefix}:`);
+  const budget = (scope: "key" | "account", field: string, limit: bigint) =>
+    ({ scope, field, limit: nanos(limit) }) as BudgetHold;
 
-  /** Ten Checks of one key arriving together, the last five with `changed` applied; what each was refused by. */
-  async function outcomes(changed: Partial<HoldRequest>): Promise<string[]> {
-    const { quota } = redisAdmission(redis, prefix, source);
+  /**
+   * Ten Checks of one key arriving together, those where `changed(i)` is true (by default the last five) with `limits`
+   * applied; what each was refused by. The account's balance is loaded by one Check first (which holds 10 of credit
+   * and of each budget), so the turn's runs are decided in the order sent.
+   */
+  async function outcomes(
+    limits: (i: number) => Partial<HoldRequest>,
+    { changed = (i: number) => i >= 5, from = source }: { changed?: (i: number) => boolean; from?: BalanceSource } = {},
+  ): Promise<string[]> {
+    const { quota } = redisAdmission(redis, prefix, from);
     const who = { keyId: "key_l", accountId: `acct_${randomUUID().slice(0, 8)}` };
     const hold = (i: number): HoldRequest => ({
       ...who,
@@ -133,30 +144,72 @@ describeWith("redis", "hold script: Checks of one turn with different limits", (
       tokens: 1,
       amount: nanos(10n),
       now: T0 + 1,
-      ...(i >= 5 ? changed : {}),
+      budgets: [budget("key", "kb", 1_000n), budget("account", "ab", 1_000n)],
+      ...(changed(i) ? limits(i) : {}),
     });
+    const loaded = await quota.hold({ ...hold(0), decisionId: "warm", now: T0 - 120_000 });
+    expect(loaded.held).toBe(true);
     const settled = await Promise.all(Array.from({ length: 10 }, (_, i) => quota.hold(hold(i))));
     return settled.map((o) =>
       o.held ? "held" : "rate" in o ? o.rate.dimension : "budget" in o ? `budget:${o.budget.scope}` : "credit",
     );
   }
+  const held = (n: number) => Array<string>(n).fill("held");
+  const refused = (n: number, by: string) => Array<string>(n).fill(by);
 
-  it("a lower per-minute limit refuses the Checks after the change", async () => {
-    const got = await outcomes({ requestsPerMinute: 6 });
-    expect(got).toEqual([...Array(6).fill("held"), ...Array(4).fill("requests")]);
+  it("a lower requests-per-minute limit refuses the Checks after the change", async () => {
+    expect(await outcomes(() => ({ requestsPerMinute: 6 }))).toEqual([...held(6), ...refused(4, "requests")]);
   });
 
-  it("a daily quota or a concurrency limit set mid-turn refuses by it", async () => {
-    // Both count the Checks decided while they are set (the first five were decided without them).
-    const refusedAfterTwo = (dimension: string) => ["held", "held", ...Array(3).fill(dimension)];
-    expect((await outcomes({ requestsPerDay: 2 })).slice(5)).toEqual(refusedAfterTwo("requests_day"));
-    expect((await outcomes({ maxConcurrency: 2 })).slice(5)).toEqual(refusedAfterTwo("concurrency"));
+  it("a lower tokens-per-minute limit refuses the Checks after the change", async () => {
+    expect(await outcomes(() => ({ tokensPerMinute: 7 }))).toEqual([...held(7), ...refused(3, "tokens")]);
   });
 
-  it("a key budget set mid-turn refuses by it", async () => {
-    const budget = { scope: "key", field: "kb", limit: nanos(65n) } as BudgetHold;
-    const got = await outcomes({ budgets: [budget] });
-    expect(got).toEqual([...Array(6).fill("held"), ...Array(4).fill("budget:key")]);
+  // Daily quotas and requests in flight count the Checks decided while they are set (the first five were not).
+  it("a requests-per-day quota set mid-turn refuses by it", async () => {
+    expect((await outcomes(() => ({ requestsPerDay: 2 }))).slice(5)).toEqual([
+      ...held(2),
+      ...refused(3, "requests_day"),
+    ]);
+  });
+
+  it("a tokens-per-day quota set mid-turn refuses by it", async () => {
+    expect((await outcomes(() => ({ tokensPerDay: 3 }))).slice(5)).toEqual([...held(3), ...refused(2, "tokens_day")]);
+  });
+
+  it("a concurrency limit set mid-turn refuses by it", async () => {
+    expect((await outcomes(() => ({ maxConcurrency: 2 }))).slice(5)).toEqual([
+      ...held(2),
+      ...refused(3, "concurrency"),
+    ]);
+  });
+
+  it("a lower key or account budget limit refuses by it", async () => {
+    const key = await outcomes(() => ({ budgets: [budget("key", "kb", 75n), budget("account", "ab", 1_000n)] }));
+    expect(key).toEqual([...held(6), ...refused(4, "budget:key")]);
+    const account = await outcomes(() => ({ budgets: [budget("key", "kb", 1_000n), budget("account", "ab", 85n)] }));
+    expect(account).toEqual([...held(7), ...refused(3, "budget:account")]);
+  });
+
+  it("a budget of another period (field) is its own", async () => {
+    // 40 is spent in period kb, nothing yet in kb-next; the key may spend 120 in either. The warm-up and the first five
+    // hold 60, so in kb two more fit (80 = 120 - 40) and in kb-next all five do.
+    const spent: BalanceSource = {
+      balances: async (ids) =>
+        new Map(
+          ids.map((id) => [id, { balance: nanos(BALANCE), version: 1, spend: [{ field: "kb", spent: nanos(40n) }] }]),
+        ),
+    };
+    const period = (field: string) => ({ budgets: [budget("key", field, 120n), budget("account", "ab", 1_000n)] });
+    const all = { changed: () => true, from: spent };
+    expect(await outcomes(() => period("kb"), all)).toEqual([...held(7), ...refused(3, "budget:key")]);
+    expect(await outcomes((i) => period(i < 5 ? "kb" : "kb-next"), all)).toEqual(held(10));
+  });
+
+  it("limits that change and change back (A, B, A) decide each Check by its own", async () => {
+    const got = await outcomes(() => ({ requestsPerMinute: 3 }), { changed: (i) => i >= 3 && i < 6 });
+    // Checks 0-2 (A: 100) hold; 3-5 (B: 3) are refused, three being held already; 6-9 (A again) hold.
+    expect(got).toEqual([...held(3), ...refused(3, "requests"), ...held(4)]);
   });
 });
 
@@ -165,8 +218,11 @@ describeWith("redis", "hold script: Checks of one turn with different limits", (
 describe("hold script: Checks that simply pass are queued", () => {
   const stack = usePrivateRedis();
 
-  /** Data commands the scripts ran per hold, for 20 holds of one key arriving together (one script run). */
-  async function commandsPerHold(extra: Partial<HoldRequest>): Promise<number> {
+  /**
+   * Data commands the scripts ran per hold, for 20 holds of one key arriving together (one script run); `extra` is
+   * called per hold, so each has arrays of its own.
+   */
+  async function commandsPerHold(extra: () => Partial<HoldRequest>): Promise<number> {
     const prefix = `cmds_${randomUUID().slice(0, 8)}`;
     const { quota } = redisAdmission(stack.redis, prefix, source);
     const hold = (now: number): HoldRequest => ({
@@ -178,7 +234,7 @@ describe("hold script: Checks that simply pass are queued", () => {
       tokens: 1,
       amount: nanos(1n),
       now,
-      ...extra,
+      ...extra(),
     });
     // Verifies the connection, loads the balance and indexes the account, outside what is counted.
     expect((await quota.hold(hold(T0))).held).toBe(true);
@@ -194,9 +250,18 @@ describe("hold script: Checks that simply pass are queued", () => {
   }
 
   it("a run of 20 holds that pass costs about one command each; step by step, a dozen", async () => {
-    const queued = await commandsPerHold({});
-    const stepwise = await commandsPerHold({ requestsPerDay: 1_000_000_000 });
+    const queued = await commandsPerHold(() => ({}));
+    const stepwise = await commandsPerHold(() => ({ requestsPerDay: 1_000_000_000 }));
     expect(queued).toBeLessThanOrEqual(2);
     expect(stepwise).toBeGreaterThanOrEqual(10);
+  });
+
+  it("holds whose budgets are equal but not the same arrays still share one run", async () => {
+    const budgets = () => [
+      { scope: "key", field: "kb", limit: nanos(1_000_000n) },
+      { scope: "account", field: "ab", limit: nanos(1_000_000n) },
+    ];
+    // Queued in one run: the budget reads come once per run, so per hold they stay near the plain run's one command.
+    expect(await commandsPerHold(() => ({ budgets: budgets() as BudgetHold[] }))).toBeLessThanOrEqual(2.5);
   });
 });

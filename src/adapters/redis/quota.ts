@@ -14,8 +14,20 @@ import {
 import { decisionFromReply, quotaArgs, type RateReply } from "./rate-limiter.js";
 import { quotaKeys, RATE_LUA_FUNCTIONS, RELEASE_LUA, rateKeys } from "./rate-limit-scripts.js";
 
-/** ARGV entries shared by a run's decisions: window, maxOpen, epoch, key, reservation ttl, then the key's limits. */
-const SHARED = 14;
+/** The limits a run's decisions share (limitArgs), as the script reads them. */
+type LimitArgs = [
+  requestsPerMinute: number,
+  tokensPerMinute: number,
+  keyBudgetField: string,
+  keyBudgetLimit: string,
+  accountBudgetField: string,
+  accountBudgetLimit: string,
+  ...quotas: ReturnType<typeof quotaArgs>,
+];
+/** Fails to compile when LimitArgs changes length without this count (and the script's ARGV[6..14]) following. */
+const LIMIT_COUNT: LimitArgs["length"] = 9;
+/** ARGV entries shared by a run's decisions: window, maxOpen, epoch, key, reservation ttl, then limitArgs. */
+const SHARED = 5 + LIMIT_COUNT;
 /** ARGV entries per decision after the shared ones: decisionId, now, tokens, amount. */
 const PER_DECISION = 4;
 /** Reply entries per decision: the rate reply (RateReply, 10) and the credit figure. */
@@ -33,7 +45,7 @@ const MAX_BATCH = 32;
  * KEYS: req, tok (the key's window), bal, resv, exp, held, bud (its account's credit and budgets), day, conc (the
  * key's day and requests in flight), all under the account's hash tag.
  * ARGV: windowMs, maxOpen (reservations per account), the dataset epoch the connection was verified under, the key id,
- * the reservation's ttl in ms, and the limits every decision of the run shares (LIMIT_ARGS: requestsPerMinute,
+ * the reservation's ttl in ms, and the limits every decision of the run shares (limitArgs: requestsPerMinute,
  * tokensPerMinute, the budgets as key budget field and limit, account budget field and limit, '' fields for none,
  * requestsPerDay, tokensPerDay, maxConcurrency, 0 for none); then per decision: decisionId, now, tokens, amount. A
  * reservation expires at now + ttl, and a place in flight lasts as long.
@@ -208,12 +220,16 @@ flush()
 return out
 `;
 
-/** LIMIT_ARGS: the limits a run's decisions share, in the script's order. */
-function limitArgs(r: HoldRequest): Array<string | number> {
-  return [r.requestsPerMinute, r.tokensPerMinute, ...budgetArgs(r.keyId, r.budgets).slice(1), ...quotaArgs(r)];
+/** The limits a run's decisions share, in the script's order. */
+function limitArgs(r: HoldRequest): LimitArgs {
+  const [, keyField, keyLimit, accountField, accountLimit] = budgetArgs(r.keyId, r.budgets);
+  return [r.requestsPerMinute, r.tokensPerMinute, keyField!, keyLimit!, accountField!, accountLimit!, ...quotaArgs(r)];
 }
 
-/** Whether two requests of one key have the same limits, so one run can decide both. */
+/**
+ * Whether two requests of one key have the same limits, so one run can decide both. Budgets are compared by content:
+ * each request has its own array.
+ */
 function sameLimits(a: HoldRequest, b: HoldRequest): boolean {
   if (a.requestsPerMinute !== b.requestsPerMinute || a.tokensPerMinute !== b.tokensPerMinute) return false;
   if ((a.requestsPerDay ?? 0) !== (b.requestsPerDay ?? 0) || (a.tokensPerDay ?? 0) !== (b.tokensPerDay ?? 0))
@@ -277,10 +293,11 @@ interface Waiting {
  * Rate limit and credit reservation in one Redis script, atomic across every authz replica: one command where
  * separate ports take two. Checks of one API key that arrive together (in the same turn of the event loop: holds
  * wait for setImmediate, so no timer and at most one loop turn of delay) share one run of the script, up to
- * MAX_BATCH: each Check still gets its answer in one round trip, and ioredis's and Redis's per-command cost (about
- * 7 µs and 4 µs, plus per argument) is paid once per key and turn instead of once per Check. bench/check measured
- * about 20 Checks per run under load. Settling and releasing stay with the limiter and the gate, whose keys this
- * script writes.
+ * MAX_BATCH, and send the limits they share once: each Check still gets its answer in one round trip, and ioredis's
+ * and Redis's per-command and per-argument costs are paid once per key and turn instead of once per Check. A turn's
+ * Checks of one key whose limits differ (a change applied mid-turn) go in separate runs, each with its own limits;
+ * separate runs are sent in order but may be decided in either order when the account's balance must first be
+ * loaded. Settling and releasing stay with the limiter and the gate, whose keys this script writes.
  */
 export function createRedisQuota(options: RedisQuotaOptions): Quota {
   const { redis, prefix, credits } = options;

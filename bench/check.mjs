@@ -63,6 +63,15 @@ const { values: flags } = parseArgs({
   },
 });
 if (flags.help) printUsage(import.meta.url);
+/** A checkout's commit, and whether its tracked files differ from it (what dist/ was built from may not be committed). */
+function treeOf(dir) {
+  const git = (...args) => spawnSync("git", ["-C", dir, ...args], { encoding: "utf8" }).stdout.trim();
+  return {
+    commit: git("rev-parse", "HEAD"),
+    uncommittedChanges: git("status", "--porcelain", "--untracked-files=no") !== "",
+  };
+}
+
 const settings = { ...loadSettings(flags), redisUrl: flags.redis || undefined };
 
 /**
@@ -229,12 +238,9 @@ async function main() {
     date: new Date().toISOString(),
     // The other checkout compared (its dependencies are whatever its node_modules holds: linked from this tree, they are
     // the same, and only source changes are compared).
-    baseline: flags.baseline
-      ? {
-          path: flags.baseline,
-          commit: spawnSync("git", ["-C", flags.baseline, "rev-parse", "HEAD"], { encoding: "utf8" }).stdout.trim(),
-        }
-      : undefined,
+    baseline: flags.baseline ? { path: flags.baseline, ...treeOf(flags.baseline) } : undefined,
+    // The tree measured: dist/ is built from the working tree, so uncommitted changes to tracked files are flagged.
+    tree: treeOf(ROOT),
     node: process.version,
     h2load,
     cpus: os.cpus().length,

@@ -210,6 +210,95 @@ async function attackersAlone(pid: number, counts: () => Promise<AttackCounts>) 
   };
 }
 
+/**
+ * The request files the helper processes send: every attack body (each under its own account's key, checked to be
+ * allowed and of the largest size a body may have) as length-prefixed CheckRequests, and the victim's small Check.
+ */
+async function writeRequests(authz: AuthzReplica, secrets: readonly string[], dir: string) {
+  const bodies = attackBodies();
+  const frames: Buffer[] = [];
+  const frame = (bytes: Uint8Array) => {
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(bytes.length);
+    return [length, Buffer.from(bytes)];
+  };
+  for (const [i, [name, body]] of Object.entries(bodies).entries()) {
+    expect(Buffer.byteLength(body), name).toBe(LARGEST);
+    const request = envoyCheckRequest({
+      headers: { authorization: `Bearer ${secrets[i + 1]}` },
+      body: new TextEncoder().encode(body),
+      asBytes: true,
+    });
+    const decided = outcome(await authz.client.check(request));
+    expect(decided.allowed, `${name}: ${decided.body}`).toBe(true);
+    frames.push(...frame(toBinary(CheckRequestSchema, request)));
+  }
+  const file = join(dir, "requests.bin");
+  writeFileSync(file, Buffer.concat(frames));
+
+  const victimRequest = envoyCheckRequest({
+    headers: { authorization: `Bearer ${secrets[0]}` },
+    body: JSON.stringify({
+      model: MODEL,
+      max_tokens: 64,
+      messages: [
+        { role: "system", content: "You are terse." },
+        { role: "user", content: "Say hello" },
+      ],
+    }),
+    asBytes: true,
+  });
+  const victimFile = join(dir, "victim.bin");
+  writeFileSync(victimFile, toBinary(CheckRequestSchema, victimRequest));
+  return { bodies, file, victimFile };
+}
+
+/** One round under attack: the victim's latencies (sorted), the attack it met, and what the machine did meanwhile. */
+interface Round {
+  latencies: number[];
+  /** Attacker Checks answered per shape during the round. */
+  attacks: number[];
+  /** Attacker Checks answered per second. */
+  rate: number;
+  /** authz's event loop, the machine's other processes and the host, as a line for the log. */
+  load: string;
+}
+
+/**
+ * Runs the victim for ATTACK_MS while the attack goes on, and measures that round. `ours` is the CPU of this suite's
+ * processes (authz, its clients, this one), so what the rest of the machine took is the machine's busy time less it.
+ */
+async function measureRound(
+  server: number,
+  victimRun: (ms: number) => Promise<number[]>,
+  attackerCounts: () => Promise<AttackCounts>,
+  ours: () => number,
+): Promise<Round> {
+  const loop = mainThreadSchedMs(server);
+  const before = await attackerCounts();
+  const machine = machineCpuMs();
+  const oursBefore = ours();
+  const started = performance.now();
+  const latencies = await victimRun(ATTACK_MS);
+  const wall = performance.now() - started;
+  const machineAfter = machineCpuMs();
+  const after = await attackerCounts();
+  const others = machineAfter.busy - machine.busy - (ours() - oursBefore);
+  const loopAfter = mainThreadSchedMs(server);
+  const load = [
+    `authz's event loop ran ${(loopAfter.ran - loop.ran).toFixed(0)} ms`,
+    `and waited ${(loopAfter.waited - loop.waited).toFixed(0)} ms for a core;`,
+    `other processes ${((100 * Math.max(0, others)) / wall).toFixed(0)}% of a core,`,
+    `stolen by the host ${((100 * (machineAfter.steal - machine.steal)) / wall).toFixed(0)}%`,
+  ].join(" ");
+  return {
+    latencies,
+    attacks: after.perRequest.map((n, i) => n - before.perRequest[i]!),
+    rate: ((after.answered - before.answered) * 1000) / wall,
+    load,
+  };
+}
+
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
@@ -266,41 +355,7 @@ describe("authz: a victim tenant is served while attackers send 1 MiB bodies", (
     async () => {
       const server = authz.child.pid!;
       const address = authz.address;
-      const bodies = attackBodies();
-      const frames: Buffer[] = [];
-      const frame = (bytes: Uint8Array) => {
-        const length = Buffer.alloc(4);
-        length.writeUInt32BE(bytes.length);
-        return [length, Buffer.from(bytes)];
-      };
-      for (const [i, [name, body]] of Object.entries(bodies).entries()) {
-        expect(Buffer.byteLength(body), name).toBe(LARGEST);
-        const request = envoyCheckRequest({
-          headers: { authorization: `Bearer ${secrets[i + 1]}` },
-          body: new TextEncoder().encode(body),
-          asBytes: true,
-        });
-        const decided = outcome(await authz.client.check(request));
-        expect(decided.allowed, `${name}: ${decided.body}`).toBe(true);
-        frames.push(...frame(toBinary(CheckRequestSchema, request)));
-      }
-      const file = join(dir, "requests.bin");
-      writeFileSync(file, Buffer.concat(frames));
-
-      const victimRequest = envoyCheckRequest({
-        headers: { authorization: `Bearer ${secrets[0]}` },
-        body: JSON.stringify({
-          model: MODEL,
-          max_tokens: 64,
-          messages: [
-            { role: "system", content: "You are terse." },
-            { role: "user", content: "Say hello" },
-          ],
-        }),
-        asBytes: true,
-      });
-      const victimFile = join(dir, "victim.bin");
-      writeFileSync(victimFile, toBinary(CheckRequestSchema, victimRequest));
+      const { bodies, file, victimFile } = await writeRequests(authz, secrets, dir);
       const victim = startChild("authz-victim-loop.ts", [address, victimFile]);
       expect(await victim.nextLine()).toBe("ready");
       const victimRun = async (ms: number) => {
@@ -342,13 +397,9 @@ describe("authz: a victim tenant is served while attackers send 1 MiB bodies", (
       // and the bound must hold in one (the failure message says how much of it receiving the attacks alone took).
       const before = await attackerCounts();
       const attackStarted = performance.now();
-      // Each round also records what the rest of the machine took meanwhile, so a failure says whether it was busy.
-      const rounds: number[][] = [];
-      const roundLoads: string[] = [];
-      // Attacker Checks answered per shape during each round: the round that passes must have been under attack.
-      const roundAttacks: number[][] = [];
-      // Attacker Checks answered per second in each round.
-      const roundRates: number[] = [];
+      // Each round also records the attack it met (the round that passes must have been under attack) and what the rest
+      // of the machine took meanwhile, so a failure says whether it was busy.
+      const rounds: Round[] = [];
       const ours = () =>
         [process.pid, server, attackers.child.pid!, victim.child.pid!].reduce((t, pid) => t + processCpuMs(pid), 0);
       // The pace the judged round's attackers must keep, averaged over the round: half or more of what they keep alone
@@ -367,33 +418,18 @@ describe("authz: a victim tenant is served while attackers send 1 MiB bodies", (
       );
       // Each round is printed as it ends, so a run that fails before the summary (a helper exiting) still shows them.
       const roundLine = (i: number) =>
-        `  round ${i + 1}, ${ATTACKERS} attackers (${roundRates[i]!.toFixed(1)} Checks/s): ${show(rounds[i]!)}; ${roundLoads[i]}; ${misses(i).length === 0 ? "counts" : `retried: ${misses(i).join(", ")}`}`;
+        `  round ${i + 1}, ${ATTACKERS} attackers (${rounds[i]!.rate.toFixed(1)} Checks/s): ${show(rounds[i]!.latencies)}; ${rounds[i]!.load}; ${misses(i).length === 0 ? "counts" : `retried: ${misses(i).join(", ")}`}`;
       // A round counts when the victim's p99 is under the bound and the round was attacked: every shape answered again
       // and again, at the pace above. A round that misses either is retried (the attack goes on).
       const misses = (i: number) => [
-        ...(percentile(rounds[i]!, 99) < VICTIM_P99_MS ? [] : [`p99 not under ${VICTIM_P99_MS} ms`]),
-        ...(roundRates[i]! >= pace ? [] : [`attack below ${pace.toFixed(1)} Checks/s`]),
-        ...(roundAttacks[i]!.every((answered) => answered >= 10) ? [] : ["a shape answered fewer than 10 times"]),
+        ...(percentile(rounds[i]!.latencies, 99) < VICTIM_P99_MS ? [] : [`p99 not under ${VICTIM_P99_MS} ms`]),
+        ...(rounds[i]!.rate >= pace ? [] : [`attack below ${pace.toFixed(1)} Checks/s`]),
+        ...(rounds[i]!.attacks.every((answered) => answered >= 10) ? [] : ["a shape answered fewer than 10 times"]),
       ];
-      const judged = (i: number) => misses(i).length === 0;
-      while (rounds.length < ROUNDS && (rounds.length === 0 || !judged(rounds.length - 1))) {
+      const passes = (i: number) => misses(i).length === 0;
+      while (rounds.length < ROUNDS && (rounds.length === 0 || !passes(rounds.length - 1))) {
         if (rounds.length > 0) await new Promise((resolve) => setTimeout(resolve, ROUND_PAUSE_MS));
-        const loop = mainThreadSchedMs(server);
-        const roundBefore = await attackerCounts();
-        const machine = machineCpuMs();
-        const oursBefore = ours();
-        const started = performance.now();
-        rounds.push(await victimRun(ATTACK_MS));
-        const wall = performance.now() - started;
-        const after = machineCpuMs();
-        const roundAfter = await attackerCounts();
-        roundAttacks.push(roundAfter.perRequest.map((n, i) => n - roundBefore.perRequest[i]!));
-        roundRates.push(((roundAfter.answered - roundBefore.answered) * 1000) / wall);
-        const others = after.busy - machine.busy - (ours() - oursBefore);
-        const loopAfter = mainThreadSchedMs(server);
-        roundLoads.push(
-          `authz's event loop ran ${(loopAfter.ran - loop.ran).toFixed(0)} ms and waited ${(loopAfter.waited - loop.waited).toFixed(0)} ms for a core; other processes ${((100 * Math.max(0, others)) / wall).toFixed(0)}% of a core, stolen by the host ${((100 * (after.steal - machine.steal)) / wall).toFixed(0)}%`,
-        );
+        rounds.push(await measureRound(server, victimRun, attackerCounts, ours));
         console.log(roundLine(rounds.length - 1));
       }
       const after = await attackerCounts();
@@ -402,7 +438,7 @@ describe("authz: a victim tenant is served while attackers send 1 MiB bodies", (
       await victim.stop();
       const counts = JSON.parse(attackers.lines.at(-1)!) as AttackCounts;
       const during = after.perRequest.map((n, i) => n - before.perRequest[i]!);
-      const judgedRound = rounds.at(-1)!;
+      const judged = rounds.at(-1)!;
       console.log(
         [
           "authz victim under attack (the rounds are above):",
@@ -421,9 +457,9 @@ describe("authz: a victim tenant is served while attackers send 1 MiB bodies", (
       // ... and during the round whose p99 is judged (not only summed over all rounds: a late round could otherwise
       // run after the attackers had stopped and pass unattacked).
       for (const [i, name] of Object.keys(bodies).entries())
-        expect(roundAttacks.at(-1)![i], `${name} in the judged round`).toBeGreaterThanOrEqual(10);
+        expect(judged.attacks[i], `${name} in the judged round`).toBeGreaterThanOrEqual(10);
       // ... at the pace above: running their client under SCHED_IDLE did not thin the attack.
-      expect(roundRates.at(-1)!, "attacker Checks per second in the judged round").toBeGreaterThanOrEqual(pace);
+      expect(judged.rate, "attacker Checks per second in the judged round").toBeGreaterThanOrEqual(pace);
       // A victim's Check waits behind at most one Check per attacker on the event loop. What receiving them costs by
       // itself (HTTP/2, grpc-js, the copy into one message) is the machine's, and it was 2.2-2.7 ms per attacker Check on
       // one node-svc VM and 5-6 ms on the same VM a minute later: an absolute bound on the event loop's CPU measured the
@@ -436,7 +472,7 @@ describe("authz: a victim tenant is served while attackers send 1 MiB bodies", (
         `event-loop CPU per attacker Check: tollgate against a server that only lifts the same Checks (${transportCpuMs.toFixed(2)} ms)`,
       ).toBeLessThan(3 * transportCpuMs);
       expect(
-        percentile(judgedRound, 99),
+        percentile(judged.latencies, 99),
         `victim p99 in its last round (the first that counted, or the ${ROUNDS}th); receiving alone took ${(ATTACKERS * transportCpuMs).toFixed(1)} ms of event-loop CPU for one Check per attacker here, tollgate ${(ATTACKERS * perAttackerCpuMs).toFixed(1)} ms`,
       ).toBeLessThan(VICTIM_P99_MS);
       // 40 rounds of 3 s (longer when Checks are slow: the victim's are counted, not timed) and 39 pauses of 5 s.

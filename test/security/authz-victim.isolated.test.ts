@@ -253,8 +253,9 @@ async function writeRequests(authz: AuthzReplica, secrets: readonly string[], di
   return { bodies, file, victimFile };
 }
 
-/** One round under attack: the victim's latencies (sorted), the attack it met, and what the machine did meanwhile. */
+/** One round under attack: the victim's latencies, the attack it met, and what the machine did meanwhile. */
 interface Round {
+  /** The victim's Check latencies in ms, sorted. */
   latencies: number[];
   /** Attacker Checks answered per shape during the round. */
   attacks: number[];
@@ -265,8 +266,9 @@ interface Round {
 }
 
 /**
- * Runs the victim for ATTACK_MS while the attack goes on, and measures that round. `ours` is the CPU of this suite's
- * processes (authz, its clients, this one), so what the rest of the machine took is the machine's busy time less it.
+ * Runs the victim's ATTACK_MS of Checks (counted, not timed) while the attack goes on, and measures that round.
+ * `ours` is the CPU of this suite's processes (authz, its clients, this one), so what the rest of the machine took is
+ * the machine's busy time less it.
  */
 async function measureRound(
   server: number,
@@ -417,8 +419,12 @@ describe("authz: a victim tenant is served while attackers send 1 MiB bodies", (
         ].join("\n"),
       );
       // Each round is printed as it ends, so a run that fails before the summary (a helper exiting) still shows them.
-      const roundLine = (i: number) =>
-        `  round ${i + 1}, ${ATTACKERS} attackers (${rounds[i]!.rate.toFixed(1)} Checks/s): ${show(rounds[i]!.latencies)}; ${rounds[i]!.load}; ${misses(i).length === 0 ? "counts" : `retried: ${misses(i).join(", ")}`}`;
+      const roundLine = (i: number) => {
+        const { rate, latencies, load } = rounds[i]!;
+        const verdict = misses(i).length === 0 ? "counts" : `retried: ${misses(i).join(", ")}`;
+        const attack = `${ATTACKERS} attackers (${rate.toFixed(1)} Checks/s)`;
+        return `  round ${i + 1}, ${attack}: ${show(latencies)}; ${load}; ${verdict}`;
+      };
       // A round counts when the victim's p99 is under the bound and the round was attacked: every shape answered again
       // and again, at the pace above. A round that misses either is retried (the attack goes on).
       const misses = (i: number) => [
@@ -426,8 +432,8 @@ describe("authz: a victim tenant is served while attackers send 1 MiB bodies", (
         ...(rounds[i]!.rate >= pace ? [] : [`attack below ${pace.toFixed(1)} Checks/s`]),
         ...(rounds[i]!.attacks.every((answered) => answered >= 10) ? [] : ["a shape answered fewer than 10 times"]),
       ];
-      const passes = (i: number) => misses(i).length === 0;
-      while (rounds.length < ROUNDS && (rounds.length === 0 || !passes(rounds.length - 1))) {
+      const counted = (i: number) => misses(i).length === 0;
+      while (rounds.length < ROUNDS && (rounds.length === 0 || !counted(rounds.length - 1))) {
         if (rounds.length > 0) await new Promise((resolve) => setTimeout(resolve, ROUND_PAUSE_MS));
         rounds.push(await measureRound(server, victimRun, attackerCounts, ours));
         console.log(roundLine(rounds.length - 1));

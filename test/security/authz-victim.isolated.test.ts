@@ -399,8 +399,8 @@ describe("authz: a victim tenant is served while attackers send 1 MiB bodies", (
       // and the bound must hold in one (the failure message says how much of it receiving the attacks alone took).
       const before = await attackerCounts();
       const attackStarted = performance.now();
-      // Each round also records the attack it met (the round that passes must have been under attack) and what the rest
-      // of the machine took meanwhile, so a failure says whether it was busy.
+      // Each round also records the attack it met (a round counts only if it was under attack) and what the rest of the
+      // machine took meanwhile, so a failure says whether it was busy.
       const rounds: Round[] = [];
       const ours = () =>
         [process.pid, server, attackers.child.pid!, victim.child.pid!].reduce((t, pid) => t + processCpuMs(pid), 0);

@@ -235,12 +235,13 @@ function sameLimits(a: HoldRequest, b: HoldRequest): boolean {
   if ((a.requestsPerDay ?? 0) !== (b.requestsPerDay ?? 0) || (a.tokensPerDay ?? 0) !== (b.tokensPerDay ?? 0))
     return false;
   if ((a.maxConcurrency ?? 0) !== (b.maxConcurrency ?? 0)) return false;
-  if (a.budgets === b.budgets) return true;
-  if (a.budgets?.length !== b.budgets?.length) return false;
-  return (a.budgets ?? []).every((x, i) => {
-    const y = b.budgets![i]!;
-    return x.scope === y.scope && x.field === y.field && x.limit === y.limit;
-  });
+  const x = a.budgets ?? [];
+  const y = b.budgets ?? [];
+  if (x.length !== y.length) return false;
+  for (let i = 0; i < x.length; i++) {
+    if (x[i]!.scope !== y[i]!.scope || x[i]!.field !== y[i]!.field || x[i]!.limit !== y[i]!.limit) return false;
+  }
+  return true;
 }
 
 interface HoldCommands {

@@ -36,10 +36,14 @@ export async function startAdminServer({ cli, env, dataDir, timeoutMs = 30_000 }
   delete serverEnv.TOLLGATE_METRICS_LISTEN;
   // With the node flags serve wants (src/cli/node-flags.ts), as the image runs it; written out here because the
   // baseline trees this also starts may predate that module.
-  const child = spawn(process.execPath, ["--no-memory-reducer", cli, "serve", "--role", "admin"], {
-    env: serverEnv,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    process.execPath,
+    ["--no-memory-reducer", "--initial-old-space-size=256", cli, "serve", "--role", "admin"],
+    {
+      env: serverEnv,
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   let output = "";
   child.stdout.on("data", (d) => (output += d));
   child.stderr.on("data", (d) => (output += d));

@@ -109,13 +109,13 @@ describe("the production image", { timeout: 60_000 }, () => {
     expect(run.stdout).toMatch(/tollgate: web console on http:\/\/127\.0\.0\.1:\d+\/console/);
     expect(run.stdout).not.toContain("data plane");
     expect(run.stdout).toContain("tollgate: drained");
-    expect(run.stdout).not.toContain("started without --no-memory-reducer");
+    expect(run.stdout).not.toContain("node was started without");
     expect(run.code).toBe(0);
   });
 
-  it("warns, naming the flag, when node runs serve without the entry point's --no-memory-reducer", async () => {
+  it("warns, naming the flags, when node runs serve without the entry point's node flags", async () => {
     const run = await runImage(dir, defaultCommand(), "tollgate: local operator credential", []);
-    expect(run.stdout).toContain("node was started without --no-memory-reducer");
+    expect(run.stdout).toContain("node was started without --no-memory-reducer --initial-old-space-size=256");
     expect(run.code).toBe(0);
   });
 

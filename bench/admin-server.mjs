@@ -3,7 +3,7 @@
 // store and port, runs the CLI against it with the local operator credential serve writes, and stops it again before
 // anything is measured.
 //
-//   const admin = await startAdminServer({ cli: "dist/cli/main.js", env: { TOLLGATE_DATABASE_URL: "sqlite:/tmp/x/bench.db" }, dataDir: "/tmp/x/data" });
+//   const admin = await startAdminServer({ cli: "dist/cli/main.js", env: { TOLLGATE_DATABASE_URL: "sqlite:/tmp/x/bench.db" }, dataDir: "/tmp/x/data", nodeFlags: SERVE_NODE_FLAGS });
 //   const account = admin.cli("accounts", "create", "--name", "bench", "--plan", "scale");   // parsed --json output
 //   await admin.stop();
 import { spawn, spawnSync } from "node:child_process";
@@ -28,22 +28,18 @@ export function freePort() {
  * operator credential), waits until /healthz answers and the credential exists, and returns `cli(...args)`, which
  * runs the built CLI with `--json` against that server and returns its parsed output, and `stop()`.
  */
-export async function startAdminServer({ cli, env, dataDir, timeoutMs = 30_000 }) {
+export async function startAdminServer({ cli, env, dataDir, nodeFlags, timeoutMs = 30_000 }) {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const serverEnv = { ...process.env, ...env, TOLLGATE_DATA_DIR: dataDir, TOLLGATE_ADMIN_LISTEN: `127.0.0.1:${port}` };
   // No metrics listener of its own: the targets measured later may want the configured one.
   delete serverEnv.TOLLGATE_METRICS_LISTEN;
-  // With the node flags serve wants (src/cli/node-flags.ts), as the image runs it; written out here because the
-  // baseline trees this also starts may predate that module.
-  const child = spawn(
-    process.execPath,
-    ["--no-memory-reducer", "--initial-old-space-size=256", cli, "serve", "--role", "admin"],
-    {
-      env: serverEnv,
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
+  // With the node flags serve wants (`nodeFlags`: this tree's SERVE_NODE_FLAGS, also for a baseline tree's CLI), as
+  // the image runs it.
+  const child = spawn(process.execPath, [...nodeFlags, cli, "serve", "--role", "admin"], {
+    env: serverEnv,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let output = "";
   child.stdout.on("data", (d) => (output += d));
   child.stderr.on("data", (d) => (output += d));

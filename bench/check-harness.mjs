@@ -174,7 +174,7 @@ export async function prepareTollgateStore(
   ctx,
   { plainKey = false, keys = 1, cli = CLI, env = ctx.tollgateEnv, dataDir = join(ctx.work, "data") } = {},
 ) {
-  const admin = await startAdminServer({ cli, env, dataDir });
+  const admin = await startAdminServer({ cli, env, dataDir, nodeFlags: SERVE_NODE_FLAGS });
   try {
     const account = admin.cli("accounts", "create", "--name", "bench", "--plan", "scale");
     // An operator may widen a key's limits beyond its plan: the limiter must never refuse mid-run.

@@ -1,14 +1,11 @@
-// The server of test/security/authz-gc.isolated.test.ts, in a process of its own as authz is: a gRPC server that
-// holds what authz's event loop holds for its whole life (the tokenizer's tables, tens of MB of heap), lifts each
-// CheckRequest as authz does (HTTP/2, grpc-js, the same decoder) and answers OK. `node [flags] --import tsx
+// The server of test/security/authz-gc.isolated.test.ts, in a process of its own as authz is: it holds what authz's
+// event loop holds for its whole life (the tokenizer's tables, tens of MB of heap), and lifts each CheckRequest as
+// authz does and answers OK without deciding (lift-only-server.ts). `node [flags] --import tsx
 // authz-gc-server.ts` prints its port; each "count" line read from stdin is answered with one JSON line of the full
 // (mark-compact) garbage collections of its main thread so far; it serves until stdin closes.
 import { constants, type NodeGCPerformanceDetail, type PerformanceEntry, PerformanceObserver } from "node:perf_hooks";
-import { create } from "@bufbuild/protobuf";
-import { liftCheckRequest } from "../../src/dataplane/authz/check-request.js";
-import { startGrpcServer } from "../../src/dataplane/grpc/grpc-server.js";
 import { warmUpTokenEstimate } from "../../src/domain/token-estimate.js";
-import { Authorization, CheckResponseSchema } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
+import { startLiftOnlyServer } from "./lift-only-server.js";
 
 warmUpTokenEstimate();
 let full = 0;
@@ -18,14 +15,7 @@ new PerformanceObserver((list) => {
   for (const entry of list.getEntries()) if (kind(entry) === constants.NODE_PERFORMANCE_GC_MAJOR) full++;
 }).observe({ entryTypes: ["gc"] });
 
-const OK = create(CheckResponseSchema, { status: { code: 0 }, httpResponse: { case: "okResponse", value: {} } });
-const server = await startGrpcServer("127.0.0.1:0", [
-  {
-    service: Authorization,
-    implementation: { check: (_call: unknown, answer: (e: null, r: unknown) => void) => answer(null, OK) },
-    decoders: { check: liftCheckRequest },
-  },
-]);
+const server = await startLiftOnlyServer();
 process.stdout.write(`${server.port}\n`);
 let input = "";
 process.stdin.setEncoding("utf8");

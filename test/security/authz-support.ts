@@ -1,7 +1,7 @@
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { toBinary } from "@bufbuild/protobuf";
-import { CheckRequestSchema } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
+import { type CheckRequest, CheckRequestSchema } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
 import { hashSecret, mintSecret } from "../../src/domain/api-key.js";
 import { admit, type AdmissionDeps, type HoldRequest, type Quota } from "../../src/domain/admission.js";
 import { compileSnapshot, type CatalogueModel } from "../../src/domain/catalogue.js";
@@ -163,4 +163,16 @@ export function bodyOfSize(bytes: number, prefix: string, unit: string, suffix: 
   const count = Math.floor((bytes - fixed) / unitBytes);
   const pad = bytes - fixed - count * unitBytes;
   return prefix + unit.repeat(count) + suffix + " ".repeat(pad);
+}
+
+/** CheckRequests as authz-attack-loop.ts reads them: each a 4-byte big-endian length, then its bytes. */
+export function framedRequests(requests: readonly CheckRequest[]): Buffer {
+  return Buffer.concat(
+    requests.flatMap((request) => {
+      const bytes = toBinary(CheckRequestSchema, request);
+      const length = Buffer.alloc(4);
+      length.writeUInt32BE(bytes.length);
+      return [length, Buffer.from(bytes)];
+    }),
+  );
 }

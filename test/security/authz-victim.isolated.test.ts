@@ -1,5 +1,4 @@
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { once } from "node:events";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,15 +6,15 @@ import { performance } from "node:perf_hooks";
 import { toBinary } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openStores, type Stores } from "../../src/app/stores.js";
-import { SERVE_NODE_FLAGS } from "../../src/cli/node-flags.js";
 import { loadConfig } from "../../src/config/config.js";
 import { nanos } from "../../src/domain/money.js";
-import { CheckRequestSchema } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
+import { type CheckRequest, CheckRequestSchema } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
 import { envoyCheckRequest, outcome } from "../support/authz-client.js";
 import { startAuthzReplica, stopAuthzReplica, type AuthzReplica } from "../support/authz-replica.js";
+import { killChildren, startChild } from "../support/line-child.js";
 import { sqliteTarget, type StoreTarget } from "../support/services.js";
 import { MAX_BODY_ELEMENTS } from "../../src/domain/chat-request.js";
-import { BODY_LIMIT, bodyOfSize } from "./authz-support.js";
+import { BODY_LIMIT, bodyOfSize, framedRequests } from "./authz-support.js";
 
 /** The issue's bound: a victim tenant's Check p99 while four attackers send 1 MiB bodies. */
 const VICTIM_P99_MS = 20;
@@ -71,74 +70,6 @@ interface AttackCounts {
   failed: number;
   perRequest: number[];
   errors: string[];
-}
-
-/** Every helper process this suite started and has not seen exit: stopped when the test ends, passed or failed. */
-const children = new Set<ChildProcess>();
-
-/**
- * A helper process of this suite (`node --import tsx SCRIPT ...args`) that answers stdin lines with stdout lines.
- * `background` runs it under SCHED_IDLE (util-linux's chrt): it gets a core only when nothing else wants one, and a
- * waking thread of any other process preempts it at once (a nice value only weighs shares, so an attacker client at
- * nice 10 still held the core the server's event loop woke on for a slice at a time). A child that fails to start or
- * exits fails whatever waits for its next line, naming it.
- */
-function startChild(script: string, args: string[], background = false) {
-  // Every helper runs node with serve's flags: the transport floor's server, to compare like with like with authz, and
-  // the clients, so that the side measuring cannot fall into the garbage-collection regime those flags avoid.
-  const command = [
-    process.execPath,
-    ...SERVE_NODE_FLAGS,
-    "--import",
-    "tsx",
-    join(import.meta.dirname, script),
-    ...args,
-  ];
-  const child = background
-    ? spawn("chrt", ["--idle", "0", ...command], { stdio: ["pipe", "pipe", "inherit"] })
-    : spawn(command[0]!, command.slice(1), { stdio: ["pipe", "pipe", "inherit"] });
-  children.add(child);
-  const lines: string[] = [];
-  const waiters: Array<{ resolve: (line: string) => void; reject: (error: Error) => void }> = [];
-  let ended: Error | undefined;
-  const end = (error: Error) => {
-    ended ??= error;
-    children.delete(child);
-    for (const waiter of waiters.splice(0)) waiter.reject(ended);
-  };
-  child.on("error", (error) =>
-    end(
-      new Error(`${script}${background ? " (under chrt --idle: util-linux's chrt is needed)" : ""}: ${error.message}`),
-    ),
-  );
-  // "close", not "exit": its last lines have been read by then.
-  child.on("close", (code, signal) => end(new Error(`${script} exited (${signal ?? code})`)));
-  // A write to a child that has exited is that exit's failure, reported above.
-  child.stdin.on("error", () => {});
-  let partial = "";
-  child.stdout.setEncoding("utf8");
-  child.stdout.on("data", (chunk: string) => {
-    partial += chunk;
-    for (let at = partial.indexOf("\n"); at !== -1; at = partial.indexOf("\n")) {
-      lines.push(partial.slice(0, at));
-      partial = partial.slice(at + 1);
-      waiters.shift()?.resolve(lines.at(-1)!);
-    }
-  });
-  const nextLine = () =>
-    new Promise<string>((resolve, reject) => (ended ? reject(ended) : waiters.push({ resolve, reject })));
-  const ask = (line: string) => {
-    const answer = nextLine();
-    child.stdin.write(`${line}\n`);
-    return answer;
-  };
-  const stop = async () => {
-    if (!children.has(child)) return;
-    const exited = once(child, "close");
-    child.stdin.end();
-    await exited;
-  };
-  return { child, lines, nextLine, ask, stop };
 }
 
 /** CPU milliseconds (user and system) a /proc stat file reports: the 14th and 15th fields. */
@@ -216,12 +147,7 @@ async function attackersAlone(pid: number, counts: () => Promise<AttackCounts>) 
  */
 async function writeRequests(authz: AuthzReplica, secrets: readonly string[], dir: string) {
   const bodies = attackBodies();
-  const frames: Buffer[] = [];
-  const frame = (bytes: Uint8Array) => {
-    const length = Buffer.alloc(4);
-    length.writeUInt32BE(bytes.length);
-    return [length, Buffer.from(bytes)];
-  };
+  const requests: CheckRequest[] = [];
   for (const [i, [name, body]] of Object.entries(bodies).entries()) {
     expect(Buffer.byteLength(body), name).toBe(LARGEST);
     const request = envoyCheckRequest({
@@ -231,10 +157,10 @@ async function writeRequests(authz: AuthzReplica, secrets: readonly string[], di
     });
     const decided = outcome(await authz.client.check(request));
     expect(decided.allowed, `${name}: ${decided.body}`).toBe(true);
-    frames.push(...frame(toBinary(CheckRequestSchema, request)));
+    requests.push(request);
   }
   const file = join(dir, "requests.bin");
-  writeFileSync(file, Buffer.concat(frames));
+  writeFileSync(file, framedRequests(requests));
 
   const victimRequest = envoyCheckRequest({
     headers: { authorization: `Bearer ${secrets[0]}` },
@@ -339,13 +265,7 @@ describe("authz: a victim tenant is served while attackers send 1 MiB bodies", (
   }, 120_000);
   afterAll(async () => {
     // Helpers still running (a failed expectation skipped their stop) go first, then authz.
-    await Promise.all(
-      [...children].map(async (child) => {
-        const exited = once(child, "exit");
-        child.kill("SIGKILL");
-        await exited;
-      }),
-    );
+    await killChildren();
     if (authz) await stopAuthzReplica(authz);
     await stores?.db.close();
     await target?.cleanup();

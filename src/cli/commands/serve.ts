@@ -4,7 +4,8 @@ import { createClosers, type Closers } from "../../app/closers.js";
 import type { Config } from "../../config/config.js";
 import { createLogger, type Logger } from "../../logging.js";
 import { createMetrics } from "../../observability/metrics.js";
-import { missingNodeFlags } from "../node-flags.js";
+import { getHeapStatistics } from "node:v8";
+import { clampedOldSpaceFloorMb, missingNodeFlags, SERVE_NODE_FLAGS } from "../node-flags.js";
 import type { Output } from "../output.js";
 import { configFrom, parse, UsageError, type Handler } from "../cli-kit.js";
 import { auditDirect, ensureLocalCredential } from "../local-credential.js";
@@ -59,6 +60,7 @@ export const serve: Handler = async (args, out) => {
       logger,
       mockProviders: values["mock-providers"],
       missingNodeFlags: missingNodeFlags(process.execArgv),
+      oldSpaceFloorMb: clampedOldSpaceFloorMb(getHeapStatistics().heap_size_limit),
     });
     // With --role, --mock-providers only grants the mock credentials: replicas share one mock provider.
     if (mockProvider) {
@@ -86,12 +88,20 @@ export const serve: Handler = async (args, out) => {
 
 /**
  * Starts the roles, says where each listens and (admin role) makes sure the local operator credential exists; warns
- * when authz runs without the node flags it wants (`missingNodeFlags`, from node-flags.ts).
+ * when authz runs without the node flags it wants (`missingNodeFlags`, from node-flags.ts), or with less memory than
+ * their floor needs (`oldSpaceFloorMb`, set when V8 lowered it).
  */
 async function startControlPlaneFor(
   out: Output,
   closers: Closers,
-  options: { config: Config; roles: Role[]; logger: Logger; mockProviders?: boolean; missingNodeFlags: string[] },
+  options: {
+    config: Config;
+    roles: Role[];
+    logger: Logger;
+    mockProviders?: boolean;
+    missingNodeFlags: string[];
+    oldSpaceFloorMb?: number;
+  },
 ): Promise<void> {
   const { config } = options;
   const metrics = createMetrics({ processMetrics: true });
@@ -106,13 +116,7 @@ async function startControlPlaneFor(
     `tollgate: serving ${options.roles.join(", ")} on ${config.database.url.startsWith("sqlite:") ? `the embedded SQLite store (${config.database.url})` : "PostgreSQL"}`,
   );
   if (plane.authz) out.info(`tollgate: authz (Envoy ext_authz gRPC) on ${config.authz.listen}`);
-  const missing = options.missingNodeFlags;
-  if (plane.authz && missing.length > 0) {
-    options.logger.warn(
-      { missing },
-      `node was started without ${missing.join(" ")}: under a stream of large request bodies authz can fall into back-to-back garbage collections (README, Operations); start it as \`node ${missing.join(" ")} dist/cli/main.js serve\``,
-    );
-  }
+  if (plane.authz) warnAboutNodeFlags(options.logger, options.missingNodeFlags, options.oldSpaceFloorMb);
   if (plane.metering.server) out.info(`tollgate: meter (Envoy access log gRPC) on ${config.meter.listen}`);
   if (plane.admin) {
     out.info(
@@ -185,3 +189,18 @@ export const migrateCommand: Handler = async (args, out) => {
     await db.close();
   }
 };
+
+/** The warnings of serve's node flags (README, Operations, "V8 flags for serve"): missing, or their floor lowered. */
+function warnAboutNodeFlags(logger: Logger, missing: string[], floorMb: number | undefined): void {
+  const why =
+    "under a stream of large request bodies authz can fall into back-to-back garbage collections " +
+    '(README, Operations, "V8 flags for serve")';
+  if (missing.length > 0) {
+    const start = `start it as \`node ${SERVE_NODE_FLAGS.join(" ")} dist/cli/main.js serve\``;
+    logger.warn({ missing }, `node was started without ${missing.join(" ")}: ${why}; ${start}`);
+  } else if (floorMb !== undefined) {
+    const lowered = `V8 lowered --initial-old-space-size to ${floorMb} MB, half the old generation's maximum`;
+    const fix = "give the process at least 1 GiB of memory, or pass --max-old-space-size=1024";
+    logger.warn({ floorMb }, `${lowered} (from this process' memory, or --max-old-space-size): ${why}; ${fix}`);
+  }
+}

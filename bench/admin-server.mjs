@@ -3,7 +3,10 @@
 // store and port, runs the CLI against it with the local operator credential serve writes, and stops it again before
 // anything is measured.
 //
-//   const admin = await startAdminServer({ cli: "dist/cli/main.js", env: { TOLLGATE_DATABASE_URL: "sqlite:/tmp/x/bench.db" }, dataDir: "/tmp/x/data", nodeFlags: SERVE_NODE_FLAGS });
+//   const admin = await startAdminServer({
+//     cli: "dist/cli/main.js", env: { TOLLGATE_DATABASE_URL: "sqlite:/tmp/x/bench.db" }, dataDir: "/tmp/x/data",
+//     nodeFlags: SERVE_NODE_FLAGS,
+//   });
 //   const account = admin.cli("accounts", "create", "--name", "bench", "--plan", "scale");   // parsed --json output
 //   await admin.stop();
 import { spawn, spawnSync } from "node:child_process";

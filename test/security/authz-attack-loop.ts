@@ -1,8 +1,9 @@
 // Attacker loops for test/security/authz-victim.isolated.test.ts and authz-gc.isolated.test.ts, run in a child
-// process so the attackers' CPU is not the test's: `node --import tsx authz-attack-loop.ts ADDRESS REQUESTS_FILE LOOPS MAX_MS`. REQUESTS_FILE holds
-// pre-encoded CheckRequests, each a 4-byte big-endian length then the bytes; loop i sends request i mod count,
-// awaits the answer and sends the next request (round every one), until stdin closes or MAX_MS pass. Prints "running" once every loop has had
-// its first answer, one JSON line of counts for each "count" line read from stdin, and one when it stops.
+// process so the attackers' CPU is not the test's: `node --import tsx authz-attack-loop.ts ADDRESS REQUESTS_FILE LOOPS
+// MAX_MS`. REQUESTS_FILE holds pre-encoded CheckRequests, each a 4-byte big-endian length then the bytes; loop i sends
+// request i mod count, awaits the answer and sends the next request (round every one), until stdin closes or MAX_MS
+// pass. Prints "running" once every loop has had its first answer, one JSON line of counts for each "count" line read
+// from stdin, and one when it stops.
 import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 

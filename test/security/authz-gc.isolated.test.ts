@@ -13,7 +13,7 @@ const MEASURE_MS = 5_000;
 const LOOPS = 4;
 /** The server's node flags: serve's, unless the environment names others. */
 const FLAGS = process.env.TOLLGATE_TEST_GC_NODE_FLAGS?.split(" ").filter(Boolean) ?? SERVE_NODE_FLAGS;
-/** At most one full collection per this many 1 MiB Checks (README, Operations, "V8 flags for serve", has the figures). */
+/** At most one full collection per this many 1 MiB Checks (README, Operations, "V8 flags for serve": figures). */
 const CHECKS_PER_FULL_COLLECTION = 100;
 
 let dir: string | undefined;

@@ -19,10 +19,11 @@ export async function killChildren(): Promise<void> {
 
 /**
  * A helper process of the security suites (`node SERVE_NODE_FLAGS --import tsx test/security/SCRIPT ...args`) that
- * answers stdin lines with stdout lines. `background` runs it under SCHED_IDLE (util-linux's chrt): it gets a core only when nothing else wants one, and a
- * waking thread of any other process preempts it at once (a nice value only weighs shares, so an attacker client at
- * nice 10 still held the core the server's event loop woke on for a slice at a time). A child that fails to start or
- * exits fails whatever waits for its next line, naming it. `flags` replaces serve's node flags.
+ * answers stdin lines with stdout lines. `background` runs it under SCHED_IDLE (util-linux's chrt): it gets a core
+ * only when nothing else wants one, and a waking thread of any other process preempts it at once (a nice value only
+ * weighs shares, so an attacker client at nice 10 still held the core the server's event loop woke on for a slice at
+ * a time). A child that fails to start or exits fails whatever waits for its next line, naming it. `flags` replaces
+ * serve's node flags.
  */
 export function startChild(
   script: string,

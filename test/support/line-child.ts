@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { SERVE_NODE_FLAGS } from "../../src/cli/node-flags.js";
 
 /** Every helper process started here and not yet seen to exit: a suite stops them when it ends, passed or failed. */
-export const children = new Set<ChildProcess>();
+const children = new Set<ChildProcess>();
 
 /** Stops (SIGKILL) every helper still running: for a suite's afterAll, where a failed expectation skipped its stop. */
 export async function killChildren(): Promise<void> {

@@ -31,8 +31,8 @@ export function startChild(
   background = false,
   flags: readonly string[] = SERVE_NODE_FLAGS,
 ) {
-  // Every helper runs node with serve's flags: a server, to compare like with like with authz, and the clients, so that
-  // the side measuring cannot fall into the garbage-collection regime those flags avoid.
+  // Every helper runs node with serve's flags unless `flags` replaces them: a server, to compare like with like with
+  // authz, and the clients, so that the side measuring cannot fall into the garbage-collection regime the flags avoid.
   const command = [
     process.execPath,
     ...flags,
